@@ -1,0 +1,209 @@
+/**
+ * The one configuration schema. Every environment variable the server reads is
+ * declared here with its type, default and description; `docs/configuration.md`
+ * is generated from this file (`npm run docs:config`) and a test fails when the
+ * two drift apart.
+ */
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { FormatRegistry } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+if (!FormatRegistry.Has('email'))
+  FormatRegistry.Set('email', (v) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v));
+
+const Port = (description: string, def: number) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
+
+const OptionalUrl = (description: string) =>
+  Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9+.-]*://', description }));
+
+export const ConfigSchema = Type.Object(
+  {
+    HOST: Type.String({
+      minLength: 1,
+      default: '127.0.0.1',
+      description: 'Interface the HTTP and WebSocket listener binds to. Use 0.0.0.0 in containers.',
+    }),
+    PORT: Port('HTTP + WebSocket port (REST API, /ws, /media, /docs, /metrics). 0 picks a free port.', 8080),
+    PUBLIC_BASE_URL: OptionalUrl(
+      'Base URL clients use to reach this server (links in API answers, local media URLs). Default: http://localhost:PORT.',
+    ),
+    DATA_DIR: Type.String({
+      minLength: 1,
+      default: './data',
+      description:
+        'Directory for embedded state: PGlite database, local object store, generated dev JWT secret.',
+    }),
+    LOG_LEVEL: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info', description: 'pino log level.' },
+    ),
+    TRUST_PROXY: Type.Boolean({
+      default: false,
+      description: 'Trust X-Forwarded-* headers (set when running behind a load balancer).',
+    }),
+    CORS_ORIGINS: Type.String({
+      default: '',
+      description: 'Comma-separated list of allowed browser origins, or * for any. Empty disables CORS.',
+    }),
+    BODY_LIMIT_BYTES: Type.Integer({
+      minimum: 1024,
+      default: 1048576,
+      description: 'Largest accepted JSON request body in bytes; bigger bodies get 413 BODY_TOO_LARGE.',
+    }),
+    SHUTDOWN_TIMEOUT_MS: Type.Integer({
+      minimum: 100,
+      default: 10000,
+      description: 'How long graceful shutdown may take before the process exits anyway.',
+    }),
+    DATABASE_URL: OptionalUrl(
+      'PostgreSQL connection string (postgres://user@host:5432/db). Empty: embedded PGlite under DATA_DIR/pglite.',
+    ),
+    DATABASE_POOL_SIZE: Type.Integer({
+      minimum: 1,
+      maximum: 1000,
+      default: 10,
+      description: 'Maximum PostgreSQL connections per instance.',
+    }),
+    REDIS_URL: OptionalUrl('Redis URL (redis://host:6379/0). Empty: in-memory engine (single instance only).'),
+    REDIS_KEY_PREFIX: Type.String({
+      pattern: '^[A-Za-z0-9:_-]*$',
+      default: 'lcs:',
+      description: 'Prefix for every Redis key and pub/sub channel, so several deployments can share a Redis.',
+    }),
+    S3_BUCKET: Type.Optional(
+      Type.String({
+        pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$',
+        description: 'S3 bucket for media. Empty: local directory DATA_DIR/objects served at /media.',
+      }),
+    ),
+    S3_ENDPOINT: OptionalUrl('S3 API endpoint for non-AWS services (MinIO, R2, Swift s3api). Empty: AWS.'),
+    S3_REGION: Type.String({ minLength: 1, default: 'us-east-1', description: 'S3 region.' }),
+    S3_ACCESS_KEY_ID: Type.Optional(
+      Type.String({ description: 'S3 access key id. Empty: the AWS SDK default credential chain.' }),
+    ),
+    S3_SECRET_ACCESS_KEY: Type.Optional(Type.String({ description: 'S3 secret access key (never logged).' })),
+    S3_FORCE_PATH_STYLE: Type.Boolean({
+      default: false,
+      description: 'Use path-style URLs (http://endpoint/bucket/key); needed by MinIO and Swift.',
+    }),
+    S3_PUBLIC_URL: OptionalUrl(
+      'Base URL players use for objects (a CDN or the public bucket URL), without the key. Empty: ENDPOINT/BUCKET.',
+    ),
+    S3_KEY_PREFIX: Type.String({
+      pattern: '^([A-Za-z0-9._-]+/)*$',
+      default: '',
+      description: 'Prefix (ending in /) for every object key, so several deployments can share a bucket.',
+    }),
+    JWT_SECRET: Type.Optional(
+      Type.String({
+        minLength: 32,
+        description:
+          'HS256 secret for access tokens (32+ characters). Empty: a random secret is generated and kept in DATA_DIR/jwt-secret, with a warning.',
+      }),
+    ),
+    JWT_TTL_SECONDS: Type.Integer({
+      minimum: 60,
+      maximum: 2592000,
+      default: 3600,
+      description: 'Lifetime of access tokens.',
+    }),
+    ADMIN_EMAIL: Type.Optional(
+      Type.String({
+        format: 'email',
+        description: 'With ADMIN_PASSWORD: an admin user created at start if no user has this email.',
+      }),
+    ),
+    ADMIN_PASSWORD: Type.Optional(
+      Type.String({ minLength: 8, description: 'Password of the bootstrap admin (never logged).' }),
+    ),
+    AUTH_RATE_LIMIT_PER_MINUTE: Type.Integer({
+      minimum: 1,
+      default: 30,
+      description: 'Login/register attempts allowed per client IP per minute.',
+    }),
+    METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at /metrics.' }),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** Thrown when the environment holds a value the schema does not allow; its message is one line. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Variables that must never appear in logs or error messages. */
+export const SECRET_KEYS = ['S3_SECRET_ACCESS_KEY', 'JWT_SECRET', 'ADMIN_PASSWORD'] as const;
+
+type PropertySchema = TSchema & { type?: string; default?: unknown; anyOf?: Array<{ const?: unknown }> };
+
+function coerce(name: string, raw: string, schema: PropertySchema): unknown {
+  switch (schema.type) {
+    case 'integer':
+    case 'number': {
+      const n = raw.trim() === '' ? Number.NaN : Number(raw);
+      if (!Number.isFinite(n)) throw new ConfigError(`${name} must be a number, got "${raw}"`);
+      return n;
+    }
+    case 'boolean': {
+      const v = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off'].includes(v)) return false;
+      throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+    }
+    default:
+      return raw;
+  }
+}
+
+/** A human description of what a property allows, for the one-line error. */
+export function describeAllowed(schema: PropertySchema): string {
+  const s = schema as PropertySchema & Record<string, unknown>;
+  if (s.anyOf) return `one of ${s.anyOf.map((o) => String(o.const)).join(', ')}`;
+  const parts: string[] = [];
+  if (s.type === 'integer') parts.push('an integer');
+  else if (s.type === 'number') parts.push('a number');
+  else if (s.type === 'boolean') parts.push('true or false');
+  else parts.push('a string');
+  if (typeof s.minimum === 'number' && typeof s.maximum === 'number')
+    parts.push(`from ${s.minimum} to ${s.maximum}`);
+  else if (typeof s.minimum === 'number') parts.push(`>= ${s.minimum}`);
+  if (typeof s.minLength === 'number' && s.minLength > 1) parts.push(`of at least ${s.minLength} characters`);
+  if (s.format === 'email') parts.push('holding an email address');
+  if (typeof s.pattern === 'string') parts.push(`matching ${s.pattern}`);
+  return parts.join(' ');
+}
+
+/**
+ * Reads the configuration from an environment. Empty strings count as unset.
+ * Throws ConfigError with a one-line message naming the variable and what it allows.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const props = ConfigSchema.properties as Record<string, PropertySchema>;
+  const out: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(props)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') {
+      if (schema.default !== undefined) out[name] = schema.default;
+      continue;
+    }
+    out[name] = coerce(name, raw, schema);
+    if (!Value.Check(schema, out[name])) {
+      const shown = (SECRET_KEYS as readonly string[]).includes(name) ? '(hidden)' : `"${raw}"`;
+      throw new ConfigError(`${name} must be ${describeAllowed(schema)}, got ${shown}`);
+    }
+  }
+  const config = out as Config;
+  if (Boolean(config.ADMIN_EMAIL) !== Boolean(config.ADMIN_PASSWORD))
+    throw new ConfigError('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
+  if (Boolean(config.S3_ACCESS_KEY_ID) !== Boolean(config.S3_SECRET_ACCESS_KEY))
+    throw new ConfigError('S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together');
+  return config;
+}
+
+/** The base URL clients use to reach this server. */
+export function publicBaseUrl(config: Config, boundPort = config.PORT): string {
+  return (config.PUBLIC_BASE_URL ?? `http://localhost:${boundPort}`).replace(/\/+$/, '');
+}
