@@ -14,8 +14,8 @@ if (!FormatRegistry.Has('email'))
 const Port = (description: string, def: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
 
-const OptionalUrl = (description: string) =>
-  Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9+.-]*://', description }));
+const URL_PATTERN = '^[a-z][a-z0-9+.-]*://[^\\s]+$';
+const OptionalUrl = (description: string) => Type.Optional(Type.String({ pattern: URL_PATTERN, description }));
 
 export const ConfigSchema = Type.Object(
   {
@@ -172,7 +172,8 @@ export function describeAllowed(schema: PropertySchema): string {
   else if (typeof s.minimum === 'number') parts.push(`>= ${s.minimum}`);
   if (typeof s.minLength === 'number' && s.minLength > 1) parts.push(`of at least ${s.minLength} characters`);
   if (s.format === 'email') parts.push('holding an email address');
-  if (typeof s.pattern === 'string') parts.push(`matching ${s.pattern}`);
+  if (s.pattern === URL_PATTERN) parts[0] = 'a URL';
+  else if (typeof s.pattern === 'string') parts.push(`matching ${s.pattern}`);
   return parts.join(' ');
 }
 

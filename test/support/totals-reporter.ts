@@ -19,6 +19,9 @@ export default class TotalsReporter implements Reporter {
       // A file that failed to load has no tests but must still count as a failure.
       if (mod.state() === 'failed' && [...mod.children.allTests()].length === 0) failed++;
     }
-    process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    // Printed at exit so it comes after the default reporter's summary.
+    process.once('exit', () => {
+      process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    });
   }
 }

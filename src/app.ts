@@ -1,0 +1,87 @@
+/**
+ * Builds the fastify instance from services that already exist. No I/O and
+ * no listening here, so tests build as many apps as they like.
+ */
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { registerAuthHooks } from './auth/auth-hooks.js';
+import { authRoutes } from './auth/auth-routes.js';
+import type { TokenService } from './auth/tokens.js';
+import type { UsersService } from './auth/users-service.js';
+import type { Database } from './database.js';
+import type { DbHandle } from './platform/db/db.js';
+import type { Engine } from './platform/engine/engine.js';
+import { registerErrorHandling } from './platform/http/error-handler.js';
+import { registerHealthRoutes } from './platform/http/health-routes.js';
+import { registerMediaRoutes } from './platform/http/media-routes.js';
+import { createMetricsRegistry, registerMetrics } from './platform/http/metrics.js';
+import { registerOpenApi } from './platform/http/openapi.js';
+import { engineRateLimitStore } from './platform/http/rate-limit-store.js';
+import { validatorCompiler } from './platform/http/validation.js';
+import { loggerOptions } from './platform/logger.js';
+import type { ObjectStore } from './platform/object-store/object-store.js';
+import { VERSION } from './version.js';
+
+export interface AppServices {
+  config: Config;
+  db: DbHandle<Database>;
+  engine: Engine;
+  objectStore: ObjectStore;
+  tokens: TokenService;
+  users: UsersService;
+}
+
+export interface BuildAppOptions {
+  /** A pino logger to share with the rest of the process; default: a new one at LOG_LEVEL. */
+  logger?: Logger;
+}
+
+export async function buildApp(services: AppServices, options: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const { config } = services;
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: loggerOptions(config.LOG_LEVEL) }),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    trustProxy: config.TRUST_PROXY,
+    requestIdHeader: 'x-request-id',
+    requestIdLogLabel: 'reqId',
+    genReqId: () => crypto.randomUUID(),
+    // Connections idle in keep-alive close at shutdown; busy ones finish their request first.
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  registerErrorHandling(app);
+  await registerOpenApi(app, VERSION);
+  if (config.CORS_ORIGINS) {
+    const origins = config.CORS_ORIGINS.split(',').map((o) => o.trim());
+    await app.register(cors, { origin: origins.includes('*') ? true : origins, credentials: true });
+  }
+  await app.register(rateLimit, {
+    global: false,
+    store: engineRateLimitStore(services.engine),
+    // Rate limiting must not become an outage when the engine hiccups.
+    skipOnError: true,
+  });
+  registerAuthHooks(app, services.tokens);
+  if (config.METRICS_ENABLED) registerMetrics(app, createMetricsRegistry());
+
+  registerHealthRoutes(app, [
+    { name: 'db', kind: services.db.kind, check: () => services.db.check() },
+    { name: 'engine', kind: services.engine.kind, check: () => services.engine.check() },
+    { name: 'objectStore', kind: services.objectStore.kind, check: () => services.objectStore.check() },
+  ]);
+  registerMediaRoutes(app, services.objectStore);
+  await app.register(authRoutes, {
+    users: services.users,
+    authRateLimitPerMinute: config.AUTH_RATE_LIMIT_PER_MINUTE,
+  });
+  return app;
+}

@@ -1,0 +1,48 @@
+/**
+ * The OpenAPI document is generated from the route schemas and served at
+ * /docs (UI) and /docs/json. Every error answer shares one schema whose
+ * `code` enumerates the error catalogue.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { ERROR_CODES } from '../errors.js';
+
+export const ErrorSchema = Type.Object(
+  {
+    code: Type.Union(
+      ERROR_CODES.map((c) => Type.Literal(c)),
+      { description: 'Stable machine-readable error code' },
+    ),
+    message: Type.String({ description: 'Human-readable explanation' }),
+    details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { $id: 'Error', description: 'Every error answer has this shape' },
+);
+
+export const ErrorRef = Type.Ref(ErrorSchema);
+
+export async function registerOpenApi(app: FastifyInstance, version: string): Promise<void> {
+  app.addSchema(ErrorSchema);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Live commerce server',
+        description:
+          'Live streams with in-stream shopping, chat and support calls. Errors share the `Error` schema; its `code` is stable.',
+        version,
+      },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      },
+      tags: [
+        { name: 'health', description: 'Liveness and readiness' },
+        { name: 'auth', description: 'Users, sessions and roles' },
+      ],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } });
+}

@@ -1,0 +1,179 @@
+/**
+ * Composition root: reads the configuration, builds the adapters, starts the
+ * listeners, and shuts everything down gracefully on SIGTERM/SIGINT.
+ */
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { ConfigError, type Config, loadConfig, publicBaseUrl } from '../config/schema.js';
+import { buildApp } from './app.js';
+import { resolveJwtSecret, TokenService } from './auth/tokens.js';
+import { UsersService } from './auth/users-service.js';
+import { type Database, migrations } from './database.js';
+import { type DbHandle, openDb, redactUrl } from './platform/db/db.js';
+import { createEngine } from './platform/engine/create-engine.js';
+import type { Engine } from './platform/engine/engine.js';
+import { createLogger, type Logger } from './platform/logger.js';
+import { createObjectStore } from './platform/object-store/create-object-store.js';
+import type { ObjectStore } from './platform/object-store/object-store.js';
+import { VERSION } from './version.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  config: Config;
+  /** The URL the HTTP listener answers on. */
+  url: string;
+  /** Stops accepting, drains in-flight requests, closes adapters. */
+  stop: () => Promise<void>;
+}
+
+/** A start-up failure with a one-line explanation and the command that fixes it. */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+async function checkOrExplain(what: string, check: () => Promise<void>, fix: string): Promise<void> {
+  try {
+    await check();
+  } catch (err) {
+    throw new StartupError(`${what}: ${err instanceof Error ? err.message : String(err)}. ${fix}`);
+  }
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const dataDir = resolve(config.DATA_DIR);
+  mkdirSync(dataDir, { recursive: true });
+
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'close failed'));
+  };
+
+  try {
+    let db: DbHandle<Database>;
+    try {
+      db = await openDb<Database>({
+        url: config.DATABASE_URL,
+        dataDir,
+        poolSize: config.DATABASE_POOL_SIZE,
+        migrations,
+      });
+    } catch (err) {
+      const where = config.DATABASE_URL ? `PostgreSQL at ${redactUrl(config.DATABASE_URL)}` : `the embedded database in ${dataDir}`;
+      throw new StartupError(
+        `cannot open ${where}: ${(err as Error).message}. ${config.DATABASE_URL ? 'Start PostgreSQL or fix DATABASE_URL.' : ''}`.trim(),
+      );
+    }
+    closers.push(() => db.close());
+
+    const engine: Engine = createEngine({ redisUrl: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });
+    closers.push(() => engine.close());
+    await checkOrExplain('engine not reachable', () => engine.check(), 'Start Redis or fix REDIS_URL (unset it for the in-memory engine).');
+
+    const port = config.PORT;
+    const objectStore: ObjectStore = createObjectStore({
+      dataDir,
+      localPublicBaseUrl: `${publicBaseUrl(config, port)}/media`,
+      s3: config.S3_BUCKET
+        ? {
+            bucket: config.S3_BUCKET,
+            region: config.S3_REGION,
+            endpoint: config.S3_ENDPOINT,
+            credentials:
+              config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
+                ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
+                : undefined,
+            forcePathStyle: config.S3_FORCE_PATH_STYLE,
+            publicBaseUrl: config.S3_PUBLIC_URL,
+            keyPrefix: config.S3_KEY_PREFIX,
+          }
+        : undefined,
+    });
+    closers.push(() => objectStore.close());
+    await checkOrExplain('object store not usable', () => objectStore.check(), 'Fix the S3_* settings or DATA_DIR permissions.');
+
+    const jwt = resolveJwtSecret(config.JWT_SECRET, dataDir);
+    if (jwt.generated)
+      logger.warn(`JWT_SECRET is not set: using a generated secret kept in ${dataDir}/jwt-secret (fine for development only)`);
+    const tokens = new TokenService(jwt.secret, config.JWT_TTL_SECONDS);
+    const users = new UsersService(db.db, tokens);
+    if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD && (await users.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD)))
+      logger.info({ email: config.ADMIN_EMAIL }, 'created the bootstrap admin user');
+
+    const app = await buildApp({ config, db, engine, objectStore, tokens, users }, { logger });
+    closers.push(() => app.close());
+    await app.listen({ host: config.HOST, port: config.PORT });
+    const address = app.server.address();
+    const boundPort = typeof address === 'object' && address ? address.port : config.PORT;
+    const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${boundPort}`;
+    logger.info(
+      { url, port: boundPort, version: VERSION, db: db.kind, engine: engine.kind, objectStore: objectStore.kind },
+      'server started',
+    );
+    let stopping: Promise<void> | undefined;
+    return {
+      app,
+      config,
+      url,
+      stop: () => {
+        stopping ??= closeAll();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** Entry point: `node dist/src/server.js` / `tsx src/server.ts`. */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.LOG_LEVEL);
+  let server: RunningServer;
+  try {
+    server = await startServer(config, logger);
+  } catch (err) {
+    if (err instanceof StartupError) {
+      logger.fatal(err.message);
+      process.stderr.write(`Cannot start: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => {
+      logger.error({ timeoutMs: config.SHUTDOWN_TIMEOUT_MS }, 'graceful shutdown timed out; exiting');
+      process.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_MS);
+    timer.unref();
+    server.stop().then(
+      () => {
+        logger.info('shutdown complete');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  await main();
+}
