@@ -2,7 +2,14 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'config/**/*.test.ts', 'media/**/*.test.ts', 'signaling/**/*.test.ts', 'workers/**/*.test.ts'],
+    include: [
+      'test/**/*.test.ts',
+      'src/**/*.test.ts',
+      'config/**/*.test.ts',
+      'media/**/*.test.ts',
+      'signaling/**/*.test.ts',
+      'workers/**/*.test.ts',
+    ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Two cores: keep parallelism small so process-spawning tests are not starved.

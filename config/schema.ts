@@ -4,18 +4,17 @@
  * is generated from this file (`npm run docs:config`) and a test fails when the
  * two drift apart.
  */
-import { type Static, type TSchema, Type } from '@sinclair/typebox';
-import { FormatRegistry } from '@sinclair/typebox';
+import { FormatRegistry, type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
-if (!FormatRegistry.Has('email'))
-  FormatRegistry.Set('email', (v) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v));
+if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (v) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v));
 
 const Port = (description: string, def: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
 
 const URL_PATTERN = '^[a-z][a-z0-9+.-]*://[^\\s]+$';
-const OptionalUrl = (description: string) => Type.Optional(Type.String({ pattern: URL_PATTERN, description }));
+const OptionalUrl = (description: string) =>
+  Type.Optional(Type.String({ pattern: URL_PATTERN, description }));
 
 export const ConfigSchema = Type.Object(
   {
@@ -65,11 +64,14 @@ export const ConfigSchema = Type.Object(
       default: 10,
       description: 'Maximum PostgreSQL connections per instance.',
     }),
-    REDIS_URL: OptionalUrl('Redis URL (redis://host:6379/0). Empty: in-memory engine (single instance only).'),
+    REDIS_URL: OptionalUrl(
+      'Redis URL (redis://host:6379/0). Empty: in-memory engine (single instance only).',
+    ),
     REDIS_KEY_PREFIX: Type.String({
       pattern: '^[A-Za-z0-9:_-]*$',
       default: 'lcs:',
-      description: 'Prefix for every Redis key and pub/sub channel, so several deployments can share a Redis.',
+      description:
+        'Prefix for every Redis key and pub/sub channel, so several deployments can share a Redis.',
     }),
     S3_BUCKET: Type.Optional(
       Type.String({

@@ -4,7 +4,7 @@
  */
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { registerAuthHooks } from './auth/auth-hooks.js';
@@ -14,13 +14,13 @@ import type { UsersService } from './auth/users-service.js';
 import type { Database } from './database.js';
 import type { DbHandle } from './platform/db/db.js';
 import type { Engine } from './platform/engine/engine.js';
-import { registerErrorHandling } from './platform/http/error-handler.js';
+import { registerErrorHandling, toAppError } from './platform/http/error-handler.js';
 import { registerHealthRoutes } from './platform/http/health-routes.js';
 import { registerMediaRoutes } from './platform/http/media-routes.js';
 import { createMetricsRegistry, registerMetrics } from './platform/http/metrics.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { engineRateLimitStore } from './platform/http/rate-limit-store.js';
-import { validatorCompiler } from './platform/http/validation.js';
+import { buildValidator } from './platform/http/validation.js';
 import { loggerOptions } from './platform/logger.js';
 import type { ObjectStore } from './platform/object-store/object-store.js';
 import { VERSION } from './version.js';
@@ -39,10 +39,15 @@ export interface BuildAppOptions {
   logger?: Logger;
 }
 
-export async function buildApp(services: AppServices, options: BuildAppOptions = {}): Promise<FastifyInstance> {
+export async function buildApp(
+  services: AppServices,
+  options: BuildAppOptions = {},
+): Promise<FastifyInstance> {
   const { config } = services;
   const app = Fastify({
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: loggerOptions(config.LOG_LEVEL) }),
+    ...(options.logger
+      ? { loggerInstance: options.logger as FastifyBaseLogger }
+      : { logger: loggerOptions(config.LOG_LEVEL) }),
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY,
     requestIdHeader: 'x-request-id',
@@ -52,8 +57,13 @@ export async function buildApp(services: AppServices, options: BuildAppOptions =
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    schemaController: { compilersFactory: { buildValidator } },
+    // Router-level failures (malformed URLs) bypass the error handler; answer them from the catalogue too.
+    frameworkErrors: (err, _request, reply) => {
+      const appErr = toAppError(err);
+      reply.status(appErr.statusCode).send(appErr.toJSON());
+    },
   });
-  app.setValidatorCompiler(validatorCompiler);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

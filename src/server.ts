@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { ConfigError, type Config, loadConfig, publicBaseUrl } from '../config/schema.js';
+import { type Config, ConfigError, loadConfig, publicBaseUrl } from '../config/schema.js';
 import { buildApp } from './app.js';
 import { resolveJwtSecret, TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
@@ -47,7 +47,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async () => {
-    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'close failed'));
+    for (const close of closers.reverse())
+      await close().catch((err) => logger.error({ err }, 'close failed'));
   };
 
   try {
@@ -60,16 +61,26 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         migrations,
       });
     } catch (err) {
-      const where = config.DATABASE_URL ? `PostgreSQL at ${redactUrl(config.DATABASE_URL)}` : `the embedded database in ${dataDir}`;
+      const where = config.DATABASE_URL
+        ? `PostgreSQL at ${redactUrl(config.DATABASE_URL)}`
+        : `the embedded database in ${dataDir}`;
       throw new StartupError(
         `cannot open ${where}: ${(err as Error).message}. ${config.DATABASE_URL ? 'Start PostgreSQL or fix DATABASE_URL.' : ''}`.trim(),
       );
     }
     closers.push(() => db.close());
 
-    const engine: Engine = createEngine({ redisUrl: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });
+    const engine: Engine = createEngine({
+      redisUrl: config.REDIS_URL,
+      keyPrefix: config.REDIS_KEY_PREFIX,
+      logger,
+    });
     closers.push(() => engine.close());
-    await checkOrExplain('engine not reachable', () => engine.check(), 'Start Redis or fix REDIS_URL (unset it for the in-memory engine).');
+    await checkOrExplain(
+      'engine not reachable',
+      () => engine.check(),
+      'Start Redis or fix REDIS_URL (unset it for the in-memory engine).',
+    );
 
     const port = config.PORT;
     const objectStore: ObjectStore = createObjectStore({
@@ -91,14 +102,24 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         : undefined,
     });
     closers.push(() => objectStore.close());
-    await checkOrExplain('object store not usable', () => objectStore.check(), 'Fix the S3_* settings or DATA_DIR permissions.');
+    await checkOrExplain(
+      'object store not usable',
+      () => objectStore.check(),
+      'Fix the S3_* settings or DATA_DIR permissions.',
+    );
 
     const jwt = resolveJwtSecret(config.JWT_SECRET, dataDir);
     if (jwt.generated)
-      logger.warn(`JWT_SECRET is not set: using a generated secret kept in ${dataDir}/jwt-secret (fine for development only)`);
+      logger.warn(
+        `JWT_SECRET is not set: using a generated secret kept in ${dataDir}/jwt-secret (fine for development only)`,
+      );
     const tokens = new TokenService(jwt.secret, config.JWT_TTL_SECONDS);
     const users = new UsersService(db.db, tokens);
-    if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD && (await users.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD)))
+    if (
+      config.ADMIN_EMAIL &&
+      config.ADMIN_PASSWORD &&
+      (await users.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD))
+    )
       logger.info({ email: config.ADMIN_EMAIL }, 'created the bootstrap admin user');
 
     const app = await buildApp({ config, db, engine, objectStore, tokens, users }, { logger });
@@ -108,7 +129,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const boundPort = typeof address === 'object' && address ? address.port : config.PORT;
     const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${boundPort}`;
     logger.info(
-      { url, port: boundPort, version: VERSION, db: db.kind, engine: engine.kind, objectStore: objectStore.kind },
+      {
+        url,
+        port: boundPort,
+        version: VERSION,
+        db: db.kind,
+        engine: engine.kind,
+        objectStore: objectStore.kind,
+      },
       'server started',
     );
     let stopping: Promise<void> | undefined;

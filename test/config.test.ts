@@ -39,7 +39,10 @@ describe('config', () => {
     [{ PORT: 'abc' }, 'PORT must be a number, got "abc"'],
     [{ PORT: '70000' }, 'PORT must be an integer from 0 to 65535, got "70000"'],
     [{ PORT: '80.5' }, 'PORT must be an integer from 0 to 65535, got "80.5"'],
-    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+    [
+      { LOG_LEVEL: 'loud' },
+      'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+    ],
     [{ TRUST_PROXY: 'maybe' }, 'TRUST_PROXY must be true or false, got "maybe"'],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL must be a URL, got "localhost:6379"'],
     [{ S3_BUCKET: 'Bad_Bucket' }, 'S3_BUCKET must be a string matching'],
@@ -58,12 +61,16 @@ describe('config', () => {
 
   it('requires paired settings together', () => {
     expect(errorOf({ ADMIN_EMAIL: 'a@b.co' })).toBe('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
-    expect(errorOf({ S3_ACCESS_KEY_ID: 'k' })).toBe('S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together');
+    expect(errorOf({ S3_ACCESS_KEY_ID: 'k' })).toBe(
+      'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together',
+    );
   });
 
   it('derives the public base URL from PORT unless set', () => {
     expect(publicBaseUrl(loadConfig({ PORT: '9000' }))).toBe('http://localhost:9000');
-    expect(publicBaseUrl(loadConfig({ PUBLIC_BASE_URL: 'https://shop.example/' }))).toBe('https://shop.example');
+    expect(publicBaseUrl(loadConfig({ PUBLIC_BASE_URL: 'https://shop.example/' }))).toBe(
+      'https://shop.example',
+    );
   });
 
   it('docs/configuration.md is generated from the schema (run `npm run docs:config` if this fails)', () => {

@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Kysely, type Migration, sql } from 'kysely';
+import { type ColumnType, type Kysely, type Migration, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../src/auth/tokens.js';
 import { UsersService } from '../src/auth/users-service.js';
@@ -15,7 +15,7 @@ import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService } from './support/real-services.js';
 
 interface CounterTable {
-  counters: { id: string; n: number; big: number };
+  counters: { id: string; n: number; big: ColumnType<number, number | undefined, number> };
 }
 type TestDb = Database & CounterTable;
 
@@ -54,12 +54,17 @@ function dbContract(kind: 'pglite' | 'postgres', makeTarget: () => Promise<Targe
   it(`opens the ${kind} adapter and runs every migration`, async () => {
     expect(handle.kind).toBe(kind);
     await handle.check();
-    const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(handle.db);
+    const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(
+      handle.db,
+    );
     expect(applied.rows.map((r) => r.name)).toEqual(Object.keys(testMigrations).sort());
   });
 
   it('round-trips arrays, timestamps and bigint counts as numbers', async () => {
-    const users = new UsersService(handle.db, new TokenService('x'.repeat(32), 60));
+    const users = new UsersService(
+      handle.db as unknown as Kysely<Database>,
+      new TokenService('x'.repeat(32), 60),
+    );
     const u = await users.register({ email: 'A@Example.com', password: 'secret-pass', displayName: ' Ann ' });
     expect(u.email).toBe('a@example.com');
     expect(u.displayName).toBe('Ann');
@@ -71,16 +76,26 @@ function dbContract(kind: 'pglite' | 'postgres', makeTarget: () => Promise<Targe
       .select((eb) => eb.fn.countAll().as('count'))
       .executeTakeFirstOrThrow();
     expect(count).toBe(1);
-    await handle.db.insertInto('counters').values({ id: 'big', n: 0, big: 2 ** 40 }).execute();
-    const big = await handle.db.selectFrom('counters').select('big').where('id', '=', 'big').executeTakeFirstOrThrow();
+    await handle.db
+      .insertInto('counters')
+      .values({ id: 'big', n: 0, big: 2 ** 40 })
+      .execute();
+    const big = await handle.db
+      .selectFrom('counters')
+      .select('big')
+      .where('id', '=', 'big')
+      .executeTakeFirstOrThrow();
     expect(big.big).toBe(2 ** 40);
   });
 
   it('rejects a duplicate email with EMAIL_TAKEN', async () => {
-    const users = new UsersService(handle.db, new TokenService('x'.repeat(32), 60));
-    await expect(users.register({ email: 'a@EXAMPLE.com', password: 'another-pass', displayName: 'B' })).rejects.toSatisfy(
-      (e) => e instanceof AppError && e.code === 'EMAIL_TAKEN',
+    const users = new UsersService(
+      handle.db as unknown as Kysely<Database>,
+      new TokenService('x'.repeat(32), 60),
     );
+    await expect(
+      users.register({ email: 'a@EXAMPLE.com', password: 'another-pass', displayName: 'B' }),
+    ).rejects.toSatisfy((e) => e instanceof AppError && e.code === 'EMAIL_TAKEN');
   });
 
   it('rolls back a failed transaction and keeps a committed one', async () => {
@@ -108,18 +123,30 @@ function dbContract(kind: 'pglite' | 'postgres', makeTarget: () => Promise<Targe
             .where('id', '=', 'c')
             .forUpdate()
             .executeTakeFirstOrThrow();
-          await trx.updateTable('counters').set({ n: row.n + 1 }).where('id', '=', 'c').execute();
+          await trx
+            .updateTable('counters')
+            .set({ n: row.n + 1 })
+            .where('id', '=', 'c')
+            .execute();
         }),
       ),
     );
-    const row = await handle.db.selectFrom('counters').select('n').where('id', '=', 'c').executeTakeFirstOrThrow();
+    const row = await handle.db
+      .selectFrom('counters')
+      .select('n')
+      .where('id', '=', 'c')
+      .executeTakeFirstOrThrow();
     expect(row.n).toBe(100);
   });
 
   it('keeps data across a close and reopen, and does not re-run migrations', async () => {
     await handle.close();
     handle = await target.open();
-    const row = await handle.db.selectFrom('counters').select('n').where('id', '=', 'c').executeTakeFirstOrThrow();
+    const row = await handle.db
+      .selectFrom('counters')
+      .select('n')
+      .where('id', '=', 'c')
+      .executeTakeFirstOrThrow();
     expect(row.n).toBe(100);
     const user = await handle.db.selectFrom('users').select('email').executeTakeFirstOrThrow();
     expect(user.email).toBe('a@example.com');
@@ -147,6 +174,9 @@ describe('Db port (pglite)', () => {
 await describeWithService('Db port (postgres)', probePostgres, () => {
   dbContract('postgres', async () => {
     const { url, drop } = await createTestDatabase();
-    return { open: () => openDb<TestDb>({ url, dataDir: '/nonexistent', migrations: testMigrations }), cleanup: drop };
+    return {
+      open: () => openDb<TestDb>({ url, dataDir: '/nonexistent', migrations: testMigrations }),
+      cleanup: drop,
+    };
   });
 });

@@ -2,12 +2,20 @@
  * /v1/auth and /v1/users: register, log in, who am I, admin role changes and
  * admin-issued tokens (for service accounts and tests).
  */
+
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorRef } from '../platform/http/openapi.js';
 import { currentUser, requirePermission, requireUser } from './auth-hooks.js';
-import { LoginBody, PublicUserSchema, RegisterBody, SessionSchema, SetRolesBody, UserIdParams } from './auth-schemas.js';
+import {
+  LoginBody,
+  PublicUserSchema,
+  RegisterBody,
+  SessionSchema,
+  SetRolesBody,
+  UserIdParams,
+} from './auth-schemas.js';
 import { assertOwnerOr } from './permissions.js';
 import type { UsersService } from './users-service.js';
 
@@ -97,7 +105,13 @@ export async function authRoutes(fastify: FastifyInstance, opts: AuthRoutesOptio
         security: [{ bearer: [] }],
         params: UserIdParams,
         body: SetRolesBody,
-        response: { 200: Type.Ref(PublicUserSchema), 400: ErrorRef, 401: ErrorRef, 403: ErrorRef, 404: ErrorRef },
+        response: {
+          200: Type.Ref(PublicUserSchema),
+          400: ErrorRef,
+          401: ErrorRef,
+          403: ErrorRef,
+          404: ErrorRef,
+        },
       },
     },
     async (request) => users.setRoles(request.params.id, request.body.roles),
@@ -115,6 +129,7 @@ export async function authRoutes(fastify: FastifyInstance, opts: AuthRoutesOptio
         response: { 201: Type.Ref(SessionSchema), 401: ErrorRef, 403: ErrorRef, 404: ErrorRef },
       },
     },
-    async (request, reply) => reply.status(201).send(await users.startSession(await users.get(request.params.id))),
+    async (request, reply) =>
+      reply.status(201).send(await users.startSession(await users.get(request.params.id))),
   );
 }

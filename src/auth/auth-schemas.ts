@@ -30,7 +30,11 @@ export const Email = Type.String({ format: 'email', maxLength: 254, examples: ['
 export const Password = Type.String({ minLength: 8, maxLength: 200, examples: ['correct horse battery'] });
 
 export const RegisterBody = Type.Object(
-  { email: Email, password: Password, displayName: Type.String({ minLength: 1, maxLength: 80, examples: ['Ann'] }) },
+  {
+    email: Email,
+    password: Password,
+    displayName: Type.String({ minLength: 1, maxLength: 80, examples: ['Ann'] }),
+  },
   { additionalProperties: false },
 );
 export type RegisterBody = Static<typeof RegisterBody>;
@@ -40,7 +44,10 @@ export const LoginBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const UserIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
+export const UserIdParams = Type.Object(
+  { id: Type.String({ format: 'uuid' }) },
+  { additionalProperties: false },
+);
 
 export const SetRolesBody = Type.Object(
   { roles: Type.Array(RoleSchema, { minItems: 1, maxItems: ROLES.length, uniqueItems: true }) },

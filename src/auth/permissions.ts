@@ -48,7 +48,11 @@ export function assertCan(user: AuthUser | null | undefined, permission: Permiss
 }
 
 /** Owners may act on their own resources; others need the permission. */
-export function assertOwnerOr(user: AuthUser | null | undefined, ownerId: string, permission: Permission): AuthUser {
+export function assertOwnerOr(
+  user: AuthUser | null | undefined,
+  ownerId: string,
+  permission: Permission,
+): AuthUser {
   if (!user) throw new AppError('UNAUTHENTICATED');
   if (user.id === ownerId) return user;
   return assertCan(user, permission);

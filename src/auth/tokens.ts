@@ -58,7 +58,10 @@ export class TokenService {
  * The configured secret, or one generated once and kept in DATA_DIR so tokens
  * survive restarts of a development server. `generated` tells the caller to warn.
  */
-export function resolveJwtSecret(configured: string | undefined, dataDir: string): { secret: string; generated: boolean } {
+export function resolveJwtSecret(
+  configured: string | undefined,
+  dataDir: string,
+): { secret: string; generated: boolean } {
   if (configured) return { secret: configured, generated: false };
   const file = join(dataDir, 'jwt-secret');
   if (existsSync(file)) return { secret: readFileSync(file, 'utf8').trim(), generated: true };

@@ -46,7 +46,12 @@ export class UsersService {
     private readonly tokens: TokenService,
   ) {}
 
-  async register(input: { email: string; password: string; displayName: string; roles?: Role[] }): Promise<PublicUser> {
+  async register(input: {
+    email: string;
+    password: string;
+    displayName: string;
+    roles?: Role[];
+  }): Promise<PublicUser> {
     const email = input.email.trim().toLowerCase();
     const passwordHash = await hashPassword(input.password);
     const row = await this.db

@@ -31,7 +31,12 @@ export function loggerOptions(level: string): LoggerOptions {
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
     serializers: {
       req(req: { method?: string; url?: string; id?: string; ip?: string }) {
-        return { method: req.method, url: req.url ? redactUrlQuery(req.url) : undefined, id: req.id, ip: req.ip };
+        return {
+          method: req.method,
+          url: req.url ? redactUrlQuery(req.url) : undefined,
+          id: req.id,
+          ip: req.ip,
+        };
       },
     },
   };

@@ -8,7 +8,8 @@ import { describe, it } from 'vitest';
 export const REQUIRE_REAL_SERVICES = process.env.REQUIRE_REAL_SERVICES === '1';
 
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
-export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const TEST_DATABASE_URL =
+  process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /**
  * `describe` for a suite that needs a real server. `probe` resolves when the

@@ -56,7 +56,9 @@ export function redactUrl(url: string): string {
 }
 
 export async function openDb<DB>(options: OpenDbOptions): Promise<DbHandle<DB>> {
-  const handle = options.url ? openPostgres<DB>(options.url, options.poolSize ?? 10) : await openPglite<DB>(options.dataDir);
+  const handle = options.url
+    ? openPostgres<DB>(options.url, options.poolSize ?? 10)
+    : await openPglite<DB>(options.dataDir);
   try {
     await migrate(handle.db, options.migrations);
   } catch (err) {

@@ -108,7 +108,11 @@ export interface Engine {
   logRead(key: string, afterSeq: number, limit: number): Promise<LogReadResult>;
 
   /** Runs an atomic script. Key arguments come first, as declared by `script.keys`. */
-  run<R extends ScriptValue>(script: EngineScript<R>, keys: string[], args: Array<string | number>): Promise<R>;
+  run<R extends ScriptValue>(
+    script: EngineScript<R>,
+    keys: string[],
+    args: Array<string | number>,
+  ): Promise<R>;
 
   /** Publishes to every subscriber of `channel` on every instance. */
   publish(channel: string, message: string): Promise<void>;

@@ -27,18 +27,23 @@ export function toAppError(err: FastifyError): AppError {
     const extra =
       (params.missingProperty as string | undefined) ?? (params.additionalProperty as string | undefined);
     const field = [path.replace(/^\//, '').replaceAll('/', '.'), extra].filter(Boolean).join('.');
-    return new AppError('VALIDATION_FAILED', `${err.validationContext ?? 'request'}${field ? `.${field}` : ''} ${first?.message ?? 'is invalid'}`, {
-      location: err.validationContext ?? 'body',
-      field: field || null,
-      rule: first?.keyword ?? null,
-    });
+    return new AppError(
+      'VALIDATION_FAILED',
+      `${err.validationContext ?? 'request'}${field ? `.${field}` : ''} ${first?.message ?? 'is invalid'}`,
+      {
+        location: err.validationContext ?? 'body',
+        field: field || null,
+        rule: first?.keyword ?? null,
+      },
+    );
   }
   const mapped = err.code ? FASTIFY_CODES[err.code] : undefined;
   if (mapped) return new AppError(mapped, err.message);
   if (err instanceof SyntaxError) return new AppError('INVALID_JSON', err.message);
   if (err.statusCode === 429) return new AppError('RATE_LIMITED', err.message);
   if (err.statusCode === 503) return new AppError('SERVICE_UNAVAILABLE');
-  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return new AppError('BAD_REQUEST', err.message);
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)
+    return new AppError('BAD_REQUEST', err.message);
   return new AppError('INTERNAL');
 }
 
@@ -53,7 +58,10 @@ export function registerErrorHandling(app: FastifyInstance): void {
   });
 
   app.setNotFoundHandler((request, reply) => {
-    const body: ErrorBody = { code: 'ROUTE_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}` };
+    const body: ErrorBody = {
+      code: 'ROUTE_NOT_FOUND',
+      message: `No route ${request.method} ${request.url.split('?')[0]}`,
+    };
     return reply.status(404).send(body);
   });
 }

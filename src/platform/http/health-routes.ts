@@ -20,7 +20,10 @@ async function runProbe(probe: ReadinessProbe): Promise<{ kind: string; ok: bool
     await Promise.race([
       probe.check(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)),
+          CHECK_TIMEOUT_MS,
+        );
       }),
     ]);
     return { kind: probe.kind, ok: true };

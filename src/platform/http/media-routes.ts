@@ -10,7 +10,10 @@ import type { ObjectStore } from '../object-store/object-store.js';
 
 const DEFAULT_CACHE_CONTROL = 'public, max-age=60';
 
-function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+function parseRange(
+  header: string,
+  size: number,
+): { start: number; end: number } | 'unsatisfiable' | undefined {
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!m) return undefined; // multiple or malformed ranges: serve the whole object, as RFC 9110 allows
   const [, from, to] = m;

@@ -7,14 +7,15 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { ERROR_CODES } from '../errors.js';
+import { ERROR_CODES, type ErrorCode } from '../errors.js';
 
 export const ErrorSchema = Type.Object(
   {
-    code: Type.Union(
-      ERROR_CODES.map((c) => Type.Literal(c)),
-      { description: 'Stable machine-readable error code' },
-    ),
+    code: Type.Unsafe<ErrorCode>({
+      type: 'string',
+      enum: ERROR_CODES,
+      description: 'Stable machine-readable error code',
+    }),
     message: Type.String({ description: 'Human-readable explanation' }),
     details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   },

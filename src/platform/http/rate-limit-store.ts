@@ -12,7 +12,11 @@ export function engineRateLimitStore(engine: Engine, prefix = 'ratelimit:'): Fas
       private readonly keyPrefix = prefix,
     ) {}
 
-    incr(key: string, callback: (error: Error | null, result?: { current: number; ttl: number }) => void, timeWindow?: number): void {
+    incr(
+      key: string,
+      callback: (error: Error | null, result?: { current: number; ttl: number }) => void,
+      timeWindow?: number,
+    ): void {
       const window = timeWindow ?? 60_000;
       const fullKey = `${this.keyPrefix}${key}`;
       engine
@@ -24,7 +28,11 @@ export function engineRateLimitStore(engine: Engine, prefix = 'ratelimit:'): Fas
         .catch((err: Error) => callback(err));
     }
 
-    child(routeOptions: { routeInfo?: { method?: string; url?: string }; method?: string | string[]; url?: string }): FastifyRateLimitStore {
+    child(routeOptions: {
+      routeInfo?: { method?: string; url?: string };
+      method?: string | string[];
+      url?: string;
+    }): FastifyRateLimitStore {
       const method = routeOptions.routeInfo?.method ?? String(routeOptions.method ?? '');
       const url = routeOptions.routeInfo?.url ?? routeOptions.url ?? '';
       return new EngineRateLimitStore(undefined, `${prefix}${method}${url}:`);

@@ -3,13 +3,18 @@
  * coercion (a "5" is not an integer) and no silent stripping of unknown
  * fields (schemas say `additionalProperties: false` and mean it). Query
  * strings, params and headers arrive as text, so those are coerced.
+ *
+ * Installed as the schema controller's validator factory rather than with
+ * `setValidatorCompiler`, because fastify rebuilds compilers for every plugin
+ * context that adds shared schemas, and a compiler set on the root would be
+ * silently replaced by the default (coercing, stripping) one there.
  */
-import type { FastifySchemaCompiler } from 'fastify';
 import { Ajv, type Options } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import ajvFormats from 'ajv-formats';
+import type { FastifySchemaCompiler } from 'fastify';
 
-// ajv-formats is CommonJS with a default export; under NodeNext it arrives wrapped.
-const addFormats = (addFormatsModule as unknown as { default: typeof addFormatsModule }).default ?? addFormatsModule;
+// ajv-formats is CommonJS; under NodeNext its plugin function is the `default` property.
+const addFormats = (ajvFormats as unknown as { default: (ajv: Ajv) => Ajv }).default;
 
 const common: Options = {
   removeAdditional: false,
@@ -18,8 +23,20 @@ const common: Options = {
   strict: false,
 };
 
-const bodyAjv = addFormats(new Ajv({ ...common, coerceTypes: false }));
-const textAjv = addFormats(new Ajv({ ...common, coerceTypes: 'array' }));
-
-export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
-  (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object);
+/** Builds the per-context validator compiler; `externalSchemas` are those added with `addSchema`. */
+export function buildValidator(
+  externalSchemas: Record<string, unknown> = {},
+): FastifySchemaCompiler<unknown> {
+  const bodyAjv = addFormats(new Ajv({ ...common, coerceTypes: false }));
+  const textAjv = addFormats(new Ajv({ ...common, coerceTypes: 'array' }));
+  for (const schema of Object.values(externalSchemas)) {
+    bodyAjv.addSchema(schema as object);
+    textAjv.addSchema(schema as object);
+  }
+  return ({ schema, httpPart }) => {
+    const ajv = httpPart === 'body' ? bodyAjv : textAjv;
+    const id = (schema as { $id?: string }).$id;
+    const known = id ? ajv.getSchema(id) : undefined;
+    return known ?? ajv.compile(schema as object);
+  };
+}

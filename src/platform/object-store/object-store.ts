@@ -31,7 +31,10 @@ export interface ObjectInfo {
 
 export interface StoredObject extends ObjectInfo {
   body: Readable;
-  /** Present when a range was requested: the bytes returned, inclusive. */
+  /**
+   * Present when a range was requested: the bytes the body holds, inclusive
+   * (the end clamped to the object). `size` stays the whole object's size.
+   */
   range?: { start: number; end: number };
 }
 
