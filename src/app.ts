@@ -4,7 +4,7 @@
  */
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { registerAuthHooks } from './auth/auth-hooks.js';
@@ -61,7 +61,7 @@ export async function buildApp(
     // Router-level failures (malformed URLs) bypass the error handler; answer them from the catalogue too.
     frameworkErrors: (err, _request, reply) => {
       const appErr = toAppError(err);
-      reply.status(appErr.statusCode).send(appErr.toJSON());
+      (reply as FastifyReply).status(appErr.statusCode).send(appErr.toJSON());
     },
   });
   app.addHook('onSend', async (request, reply) => {

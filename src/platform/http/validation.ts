@@ -11,7 +11,7 @@
  */
 import { Ajv, type Options } from 'ajv';
 import ajvFormats from 'ajv-formats';
-import type { FastifySchemaCompiler } from 'fastify';
+import type { FastifySchemaCompiler, FastifyServerOptions } from 'fastify';
 
 // ajv-formats is CommonJS; under NodeNext its plugin function is the `default` property.
 const addFormats = (ajvFormats as unknown as { default: (ajv: Ajv) => Ajv }).default;
@@ -23,10 +23,12 @@ const common: Options = {
   strict: false,
 };
 
+type ValidatorFactory = NonNullable<
+  NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
+>;
+
 /** Builds the per-context validator compiler; `externalSchemas` are those added with `addSchema`. */
-export function buildValidator(
-  externalSchemas: Record<string, unknown> = {},
-): FastifySchemaCompiler<unknown> {
+function buildCompiler(externalSchemas: Record<string, unknown> = {}): FastifySchemaCompiler<unknown> {
   const bodyAjv = addFormats(new Ajv({ ...common, coerceTypes: false }));
   const textAjv = addFormats(new Ajv({ ...common, coerceTypes: 'array' }));
   for (const schema of Object.values(externalSchemas)) {
@@ -40,3 +42,6 @@ export function buildValidator(
     return known ?? ajv.compile(schema as object);
   };
 }
+
+// fastify's factory type is declared in terms of @fastify/ajv-compiler's pool types; ours has the same call shape.
+export const buildValidator = buildCompiler as unknown as ValidatorFactory;
