@@ -124,6 +124,41 @@ export const ConfigSchema = Type.Object(
       default: 30,
       description: 'Login/register attempts allowed per client IP per minute.',
     }),
+    ORDER_PAYMENT_TTL_SECONDS: Type.Integer({
+      minimum: 30,
+      default: 900,
+      description: 'How long an unpaid order holds its stock and coupon before it expires.',
+    }),
+    PAYMENT_TIMEOUT_MS: Type.Integer({
+      minimum: 100,
+      default: 10000,
+      description: 'How long a payment call may take before the request answers 504 PAYMENT_TIMEOUT.',
+    }),
+    SHIPPING_FEE_MINOR: Type.Integer({
+      minimum: 0,
+      default: 499,
+      description: 'Flat shipping fee per order in minor units (removed by free-shipping coupons).',
+    }),
+    FLASH_VELOCITY_WINDOW_MS: Type.Integer({
+      minimum: 100,
+      default: 10000,
+      description: 'Window of the flash-sale purchase velocity limits.',
+    }),
+    FLASH_VELOCITY_PER_USER: Type.Integer({
+      minimum: 1,
+      default: 20,
+      description: 'Flash-sale purchase attempts one user may make per window and sale.',
+    }),
+    FLASH_VELOCITY_PER_IP: Type.Integer({
+      minimum: 1,
+      default: 600,
+      description: 'Flash-sale purchase attempts one client IP may make per window and sale.',
+    }),
+    SWEEP_INTERVAL_MS: Type.Integer({
+      minimum: 50,
+      default: 1000,
+      description: 'How often each instance expires due flash-sale reservations and unpaid orders.',
+    }),
     METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at /metrics.' }),
   },
   { additionalProperties: false },

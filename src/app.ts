@@ -6,14 +6,12 @@ import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.js';
 import { registerAuthHooks } from './auth/auth-hooks.js';
 import { authRoutes } from './auth/auth-routes.js';
-import type { TokenService } from './auth/tokens.js';
-import type { UsersService } from './auth/users-service.js';
-import type { Database } from './database.js';
-import type { DbHandle } from './platform/db/db.js';
-import type { Engine } from './platform/engine/engine.js';
+import { catalogRoutes } from './commerce/catalog/catalog-routes.js';
+import { couponRoutes } from './commerce/coupons/coupon-routes.js';
+import { flashSaleRoutes } from './commerce/flash-sales/flash-sale-routes.js';
+import { orderRoutes } from './commerce/orders/orders-routes.js';
 import { registerErrorHandling, toAppError } from './platform/http/error-handler.js';
 import { registerHealthRoutes } from './platform/http/health-routes.js';
 import { registerMediaRoutes } from './platform/http/media-routes.js';
@@ -22,27 +20,15 @@ import { registerOpenApi } from './platform/http/openapi.js';
 import { engineRateLimitStore } from './platform/http/rate-limit-store.js';
 import { buildValidator } from './platform/http/validation.js';
 import { loggerOptions } from './platform/logger.js';
-import type { ObjectStore } from './platform/object-store/object-store.js';
+import type { Services } from './services.js';
 import { VERSION } from './version.js';
-
-export interface AppServices {
-  config: Config;
-  db: DbHandle<Database>;
-  engine: Engine;
-  objectStore: ObjectStore;
-  tokens: TokenService;
-  users: UsersService;
-}
 
 export interface BuildAppOptions {
   /** A pino logger to share with the rest of the process; default: a new one at LOG_LEVEL. */
   logger?: Logger;
 }
 
-export async function buildApp(
-  services: AppServices,
-  options: BuildAppOptions = {},
-): Promise<FastifyInstance> {
+export async function buildApp(services: Services, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { config } = services;
   const app = Fastify({
     ...(options.logger
@@ -51,7 +37,6 @@ export async function buildApp(
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY,
     requestIdHeader: 'x-request-id',
-    requestIdLogLabel: 'reqId',
     genReqId: () => crypto.randomUUID(),
     // Connections idle in keep-alive close at shutdown; busy ones finish their request first.
     forceCloseConnections: 'idle',
@@ -93,5 +78,9 @@ export async function buildApp(
     users: services.users,
     authRateLimitPerMinute: config.AUTH_RATE_LIMIT_PER_MINUTE,
   });
+  await app.register(catalogRoutes, { catalog: services.catalog });
+  await app.register(couponRoutes, { coupons: services.coupons, catalog: services.catalog });
+  await app.register(orderRoutes, { orders: services.orders });
+  await app.register(flashSaleRoutes, { flashSales: services.flashSales });
   return app;
 }

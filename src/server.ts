@@ -8,8 +8,7 @@ import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { type Config, ConfigError, loadConfig, publicBaseUrl } from '../config/schema.js';
 import { buildApp } from './app.js';
-import { resolveJwtSecret, TokenService } from './auth/tokens.js';
-import { UsersService } from './auth/users-service.js';
+import { resolveJwtSecret } from './auth/tokens.js';
 import { type Database, migrations } from './database.js';
 import { type DbHandle, openDb, redactUrl } from './platform/db/db.js';
 import { createEngine } from './platform/engine/create-engine.js';
@@ -17,6 +16,7 @@ import type { Engine } from './platform/engine/engine.js';
 import { createLogger, type Logger } from './platform/logger.js';
 import { createObjectStore } from './platform/object-store/create-object-store.js';
 import type { ObjectStore } from './platform/object-store/object-store.js';
+import { createServices, startServices, stopServices } from './services.js';
 import { VERSION } from './version.js';
 
 export interface RunningServer {
@@ -113,17 +113,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       logger.warn(
         `JWT_SECRET is not set: using a generated secret kept in ${dataDir}/jwt-secret (fine for development only)`,
       );
-    const tokens = new TokenService(jwt.secret, config.JWT_TTL_SECONDS);
-    const users = new UsersService(db.db, tokens);
+    const services = createServices(config, { db, engine, objectStore }, { jwtSecret: jwt.secret, logger });
     if (
       config.ADMIN_EMAIL &&
       config.ADMIN_PASSWORD &&
-      (await users.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD))
+      (await services.users.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD))
     )
       logger.info({ email: config.ADMIN_EMAIL }, 'created the bootstrap admin user');
 
-    const app = await buildApp({ config, db, engine, objectStore, tokens, users }, { logger });
+    const app = await buildApp(services, { logger });
+    // Closers run in reverse: the HTTP server stops first, then jobs finish and pending writes flush.
+    closers.push(() => stopServices(services));
     closers.push(() => app.close());
+    await startServices(services);
     await app.listen({ host: config.HOST, port: config.PORT });
     const address = app.server.address();
     const boundPort = typeof address === 'object' && address ? address.port : config.PORT;

@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import { AppError } from '../platform/errors.js';
-import type { AuthTables, UsersTable } from './auth-tables.js';
+import type { Database } from '../database.js';
+import type { UsersTable } from './auth-tables.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 import type { AuthUser, Role } from './permissions.js';
 import type { TokenService } from './tokens.js';
@@ -42,7 +43,7 @@ function toAuthUser(user: PublicUser): AuthUser {
 
 export class UsersService {
   constructor(
-    private readonly db: Kysely<AuthTables>,
+    private readonly db: Kysely<Database>,
     private readonly tokens: TokenService,
   ) {}
 

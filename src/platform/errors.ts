@@ -42,7 +42,10 @@ export const ErrorCatalogue = {
   COUPON_NOT_STARTED: { status: 422, message: 'This coupon is not valid yet' },
   COUPON_EXPIRED: { status: 422, message: 'This coupon has expired' },
   COUPON_LIMIT_REACHED: { status: 422, message: 'This coupon has been used up' },
-  COUPON_USER_LIMIT_REACHED: { status: 422, message: 'You have already used this coupon as often as allowed' },
+  COUPON_USER_LIMIT_REACHED: {
+    status: 422,
+    message: 'You have already used this coupon as often as allowed',
+  },
   COUPON_MIN_NOT_MET: { status: 422, message: 'The order is below the minimum for this coupon' },
   COUPON_NOT_APPLICABLE: { status: 422, message: 'This coupon does not apply to these items' },
   COUPON_STREAM_MISMATCH: { status: 422, message: 'This coupon is only valid in another stream' },
@@ -51,7 +54,10 @@ export const ErrorCatalogue = {
   ORDER_NOT_FOUND: { status: 404, message: 'No such order' },
   ORDER_STATE_INVALID: { status: 409, message: 'The order is not in a state that allows this' },
   PAYMENT_FAILED: { status: 402, message: 'The payment was declined' },
-  PAYMENT_TIMEOUT: { status: 504, message: 'The payment provider did not answer in time; retry with the same Idempotency-Key' },
+  PAYMENT_TIMEOUT: {
+    status: 504,
+    message: 'The payment provider did not answer in time; retry with the same Idempotency-Key',
+  },
   // flash sales
   FLASH_SALE_NOT_FOUND: { status: 404, message: 'No such flash sale' },
   FLASH_NOT_STARTED: { status: 409, message: 'The flash sale has not started' },

@@ -1,38 +1,42 @@
 /**
- * Builds the real app on embedded adapters in a temp directory, for HTTP tests
- * through `app.inject` (no sockets).
+ * Builds the real app on real adapters for HTTP tests through `app.inject`
+ * (no sockets): embedded ones by default, or PostgreSQL/Redis when given.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { type Config, loadConfig } from '../../config/schema.js';
 import { buildApp } from '../../src/app.js';
-import { TokenService } from '../../src/auth/tokens.js';
-import { UsersService } from '../../src/auth/users-service.js';
+import type { Role } from '../../src/auth/permissions.js';
 import { type Database, migrations } from '../../src/database.js';
-import { type DbHandle, openDb } from '../../src/platform/db/db.js';
+import { openDb } from '../../src/platform/db/db.js';
 import { createEngine } from '../../src/platform/engine/create-engine.js';
-import type { Engine } from '../../src/platform/engine/engine.js';
 import { createObjectStore } from '../../src/platform/object-store/create-object-store.js';
-import type { ObjectStore } from '../../src/platform/object-store/object-store.js';
+import { createServices, type Services, startServices, stopServices } from '../../src/services.js';
 
-export interface TestApp {
+export interface TestApp extends Services {
   app: FastifyInstance;
   config: Config;
-  db: DbHandle<Database>;
-  engine: Engine;
-  objectStore: ObjectStore;
-  users: UsersService;
-  tokens: TokenService;
   /** Registers a user with the given roles and returns a bearer token for it. */
-  login(roles?: Array<'viewer' | 'streamer' | 'agent' | 'admin'>): Promise<{ id: string; token: string }>;
+  login(roles?: Role[]): Promise<{ id: string; token: string }>;
   close(): Promise<void>;
 }
 
-let counter = 0;
+export interface TestAppOptions {
+  /** PostgreSQL URL; default: PGlite in a temp dir. */
+  databaseUrl?: string;
+  /** Redis URL; default: the in-memory engine. */
+  redisUrl?: string;
+  /** Start background jobs (expiry sweeps). Default false: tests drive them with `runOnce`. */
+  backgroundJobs?: boolean;
+}
 
-export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function createTestApp(
+  env: Record<string, string> = {},
+  options: TestAppOptions = {},
+): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'lcs-app-'));
   const config = loadConfig({
     LOG_LEVEL: 'silent',
@@ -40,34 +44,38 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     JWT_SECRET: 'test-secret-'.padEnd(40, 'x'),
     ...env,
   });
-  const db = await openDb<Database>({ dataDir, migrations });
-  const engine = createEngine({ keyPrefix: 'test:' });
+  const db = await openDb<Database>({ url: options.databaseUrl, dataDir, migrations });
+  const engine = createEngine({ redisUrl: options.redisUrl, keyPrefix: `test:${randomUUID()}:` });
   const objectStore = createObjectStore({ dataDir, localPublicBaseUrl: 'http://localhost/media' });
-  const tokens = new TokenService(config.JWT_SECRET!, config.JWT_TTL_SECONDS);
-  const users = new UsersService(db.db, tokens);
-  const app = await buildApp({ config, db, engine, objectStore, tokens, users });
+  const logger = { error: (obj: object, msg: string) => console.error(msg, obj) };
+  const services = createServices(
+    config,
+    { db, engine, objectStore },
+    { jwtSecret: config.JWT_SECRET!, logger },
+  );
+  const app = await buildApp(services);
   await app.ready();
+  if (options.backgroundJobs) await startServices(services);
+  else await services.flashSales.start();
+  let counter = 0;
   return {
+    ...services,
     app,
     config,
-    db,
-    engine,
-    objectStore,
-    users,
-    tokens,
-    async login(roles = ['viewer']) {
+    async login(roles: Role[] = ['viewer']) {
       counter++;
-      const user = await users.register({
-        email: `user${counter}-${Date.now()}@example.com`,
+      const user = await services.users.register({
+        email: `user${counter}-${randomUUID()}@example.com`,
         password: 'password-123',
         displayName: `User ${counter}`,
       });
-      const withRoles = roles.join() === 'viewer' ? user : await users.setRoles(user.id, roles);
-      const session = await users.startSession(withRoles);
+      const withRoles = roles.join() === 'viewer' ? user : await services.users.setRoles(user.id, roles);
+      const session = await services.users.startSession(withRoles);
       return { id: user.id, token: session.token };
     },
     async close() {
       await app.close();
+      await stopServices(services);
       await engine.close();
       await objectStore.close();
       await db.close();

@@ -41,6 +41,10 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
       tags: [
         { name: 'health', description: 'Liveness and readiness' },
         { name: 'auth', description: 'Users, sessions and roles' },
+        { name: 'catalog', description: 'Products and SKUs' },
+        { name: 'coupons', description: 'Coupons: rules, validation, usage' },
+        { name: 'orders', description: 'In-stream checkout, payment, cancellation' },
+        { name: 'flash-sales', description: 'Time-boxed sales that never oversell' },
       ],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },

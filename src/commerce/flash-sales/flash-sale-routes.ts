@@ -1,0 +1,136 @@
+/**
+ * /v1/flash-sales: create, read, stop, and the purchase hot path.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { currentUser, requirePermission, requireUser } from '../../auth/auth-hooks.js';
+import { ErrorRef } from '../../platform/http/openapi.js';
+import { parseIdempotencyKey } from '../../platform/idempotency/idempotency.js';
+import { IdempotencyHeaders } from '../orders/order-schemas.js';
+import {
+  CreateFlashSaleBody,
+  FlashSaleSchema,
+  PurchaseBody,
+  ReservationParams,
+  ReservationSchema,
+  SaleIdParams,
+} from './flash-sale-schemas.js';
+import type { FlashSalesService } from './flash-sales-service.js';
+
+const security = [{ bearer: [] }];
+
+export async function flashSaleRoutes(
+  fastify: FastifyInstance,
+  opts: { flashSales: FlashSalesService },
+): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { flashSales } = opts;
+  fastify.addSchema(FlashSaleSchema);
+  fastify.addSchema(ReservationSchema);
+  const SaleRef = Type.Ref(FlashSaleSchema);
+  const ReservationRef = Type.Ref(ReservationSchema);
+
+  app.post(
+    '/v1/flash-sales',
+    {
+      preHandler: requirePermission('catalog:write'),
+      schema: {
+        tags: ['flash-sales'],
+        summary: 'Start or schedule a flash sale of one SKU',
+        security,
+        body: CreateFlashSaleBody,
+        response: { 201: SaleRef, 400: ErrorRef, 401: ErrorRef, 403: ErrorRef, 404: ErrorRef },
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await flashSales.create(currentUser(request), request.body)),
+  );
+
+  app.get(
+    '/v1/flash-sales/:id',
+    {
+      schema: {
+        tags: ['flash-sales'],
+        summary: 'A flash sale with its live state and remaining units',
+        params: SaleIdParams,
+        response: { 200: SaleRef, 404: ErrorRef },
+      },
+    },
+    async (request) => flashSales.get(request.params.id),
+  );
+
+  app.post(
+    '/v1/flash-sales/:id/stop',
+    {
+      preHandler: requirePermission('catalog:write'),
+      schema: {
+        tags: ['flash-sales'],
+        summary: 'End a flash sale now',
+        security,
+        params: SaleIdParams,
+        response: { 200: SaleRef, 401: ErrorRef, 403: ErrorRef, 404: ErrorRef },
+      },
+    },
+    async (request) => flashSales.stopSale(currentUser(request), request.params.id),
+  );
+
+  app.post(
+    '/v1/flash-sales/:id/purchase',
+    {
+      preHandler: requirePermission('shop:buy'),
+      schema: {
+        tags: ['flash-sales'],
+        summary: 'Reserve units of a flash sale',
+        description:
+          'One atomic decision (window, per-buyer limit, stock). Success holds the units for `reservationTtlSeconds`: check out with the reservation id and pay before `expiresAt`, or they go back to the sale. Retrying with the same Idempotency-Key returns the same reservation (200). Errors: FLASH_SOLD_OUT, FLASH_LIMIT_REACHED, FLASH_NOT_STARTED, FLASH_ENDED, VELOCITY_LIMITED.',
+        security,
+        headers: IdempotencyHeaders,
+        params: SaleIdParams,
+        body: PurchaseBody,
+        response: {
+          200: ReservationRef,
+          201: ReservationRef,
+          400: ErrorRef,
+          401: ErrorRef,
+          404: ErrorRef,
+          409: ErrorRef,
+          429: ErrorRef,
+        },
+      },
+    },
+    async (request, reply) => {
+      const key = parseIdempotencyKey(request.headers['idempotency-key']);
+      const { reservation, replayed } = await flashSales.purchase(
+        currentUser(request),
+        request.ip,
+        request.params.id,
+        request.body.quantity,
+        key,
+      );
+      return reply.status(replayed ? 200 : 201).send(reservation);
+    },
+  );
+
+  app.delete(
+    '/v1/flash-sales/:id/reservations/:reservationId',
+    {
+      preHandler: requireUser,
+      schema: {
+        tags: ['flash-sales'],
+        summary: 'Give back a reservation that is not in an order',
+        security,
+        params: ReservationParams,
+        response: { 204: Type.Null(), 401: ErrorRef, 404: ErrorRef, 409: ErrorRef },
+      },
+    },
+    async (request, reply) => {
+      await flashSales.cancelReservation(
+        currentUser(request),
+        request.params.id,
+        request.params.reservationId,
+      );
+      return reply.status(204).send(null);
+    },
+  );
+}
