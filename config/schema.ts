@@ -37,6 +37,11 @@ export const ConfigSchema = Type.Object(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info', description: 'pino log level.' },
     ),
+    LOG_REQUESTS: Type.Boolean({
+      default: true,
+      description:
+        'Log one line per HTTP request (method, route, status, time). Turn off under very high load.',
+    }),
     TRUST_PROXY: Type.Boolean({
       default: false,
       description: 'Trust X-Forwarded-* headers (set when running behind a load balancer).',

@@ -4,7 +4,12 @@
  */
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { registerAuthHooks } from './auth/auth-hooks.js';
 import { authRoutes } from './auth/auth-routes.js';
@@ -35,6 +40,7 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
       ? { loggerInstance: options.logger as FastifyBaseLogger }
       : { logger: loggerOptions(config.LOG_LEVEL) }),
     bodyLimit: config.BODY_LIMIT_BYTES,
+    logController: new LogController({ disableRequestLogging: !config.LOG_REQUESTS }),
     trustProxy: config.TRUST_PROXY,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
@@ -79,7 +85,11 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
     authRateLimitPerMinute: config.AUTH_RATE_LIMIT_PER_MINUTE,
   });
   await app.register(catalogRoutes, { catalog: services.catalog });
-  await app.register(couponRoutes, { coupons: services.coupons, catalog: services.catalog });
+  await app.register(couponRoutes, {
+    coupons: services.coupons,
+    catalog: services.catalog,
+    defaultShippingMinor: config.SHIPPING_FEE_MINOR,
+  });
   await app.register(orderRoutes, { orders: services.orders });
   await app.register(flashSaleRoutes, { flashSales: services.flashSales });
   return app;

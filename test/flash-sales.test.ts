@@ -335,7 +335,7 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
 
 describe('flash sales (embedded: PGlite + memory engine)', () => {
   flashSaleSuite(async () => ({ t: await createTestApp(ENV), cleanup: async () => {} }), {
-    ttlSeconds: 4,
+    ttlSeconds: 8,
     users: 400,
     attempts: 4000,
     concurrency: 100,

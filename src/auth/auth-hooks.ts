@@ -22,7 +22,7 @@ export function registerAuthHooks(app: FastifyInstance, tokens: TokenService): v
     if (!header) return;
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (!m?.[1]) throw new AppError('TOKEN_INVALID', 'Authorization must be "Bearer <token>"');
-    request.user = await tokens.verify(m[1]);
+    request.user = tokens.verifySync(m[1]);
   });
 }
 

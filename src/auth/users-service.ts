@@ -3,8 +3,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
-import { AppError } from '../platform/errors.js';
 import type { Database } from '../database.js';
+import { AppError } from '../platform/errors.js';
 import type { UsersTable } from './auth-tables.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 import type { AuthUser, Role } from './permissions.js';

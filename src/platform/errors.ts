@@ -91,7 +91,12 @@ export class AppError extends Error {
     /** Machine-readable context (offending field, limits); must never hold secrets. */
     readonly details?: Record<string, unknown>,
   ) {
+    // Client errors are expected outcomes (sold out, limit reached) on hot paths: capturing a
+    // stack trace for each would cost more than the request itself, and nobody reads them.
+    const limit = Error.stackTraceLimit;
+    if (ErrorCatalogue[code].status < 500) Error.stackTraceLimit = 0;
     super(message ?? ErrorCatalogue[code].message);
+    Error.stackTraceLimit = limit;
     this.statusCode = ErrorCatalogue[code].status;
   }
 

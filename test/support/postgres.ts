@@ -3,7 +3,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { TEST_DATABASE_URL } from './real-services.js';
+import { TEST_DATABASE_URL } from './env.js';
 
 export async function probePostgres(): Promise<void> {
   const client = new pg.Client({ connectionString: TEST_DATABASE_URL, connectionTimeoutMillis: 2000 });

@@ -5,11 +5,9 @@
  */
 import { describe, it } from 'vitest';
 
-export const REQUIRE_REAL_SERVICES = process.env.REQUIRE_REAL_SERVICES === '1';
+import { REQUIRE_REAL_SERVICES } from './env.js';
 
-export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
-export const TEST_DATABASE_URL =
-  process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export { REQUIRE_REAL_SERVICES, TEST_DATABASE_URL, TEST_REDIS_URL } from './env.js';
 
 /**
  * `describe` for a suite that needs a real server. `probe` resolves when the

@@ -24,8 +24,8 @@ export interface ExitedProcess {
   stdout: string;
 }
 
-function spawnEntry(env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+function spawnEntry(env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
+  return spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/server.ts'], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -35,8 +35,10 @@ function spawnEntry(env: Record<string, string>): ChildProcess {
 export async function startServerProcess(
   env: Record<string, string>,
   timeoutMs = 60_000,
+  /** Extra node flags, e.g. --cpu-prof for benchmarks. */
+  nodeArgs: string[] = [],
 ): Promise<ServerProcess> {
-  const proc = spawnEntry(env);
+  const proc = spawnEntry(env, nodeArgs);
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(

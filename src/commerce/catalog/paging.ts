@@ -4,10 +4,10 @@
  * the next page starts strictly after it, so inserts between requests never
  * shift or repeat rows the way OFFSET paging would.
  *
- * The timestamp travels as PostgreSQL's own text form of the timestamptz
- * (microsecond precision, with its offset) rather than a JS Date, which would
- * drop the microseconds and make rows created within one millisecond skip or
- * repeat across pages.
+ * The timestamp travels as text formatted by PostgreSQL (UTC, microsecond
+ * precision, independent of the server's DateStyle) rather than a JS Date,
+ * which would drop the microseconds and make rows created within one
+ * millisecond skip or repeat across pages.
  */
 import { type Expression, type RawBuilder, type SqlBool, sql } from 'kysely';
 import { AppError } from '../../platform/errors.js';
@@ -19,7 +19,7 @@ export function isUuid(value: string): boolean {
 }
 
 export interface PageCursor {
-  /** `created_at::text` of the last row of the previous page. */
+  /** `created_at` of the last row of the previous page, ISO 8601 UTC with microseconds. */
   createdAt: string;
   id: string;
 }
@@ -48,7 +48,7 @@ export function decodeCursor(cursor: string): PageCursor {
   const [createdAt, id] = parsed as unknown[];
   if (typeof createdAt !== 'string' || typeof id !== 'string' || !isUuid(id)) throw invalid();
   // Checked here so a forged cursor is a 400, not a cast error inside the query.
-  if (!/^\d{4}-\d{2}-\d{2}[ T][\d:.]+([+-]\d{2}(:?\d{2})?|Z)?$/.test(createdAt)) throw invalid();
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(createdAt)) throw invalid();
   return { createdAt, id };
 }
 
@@ -59,7 +59,7 @@ export function afterCursor(alias: string, cursor: PageCursor): Expression<SqlBo
 
 /** Selects the exact cursor timestamp of a row; alias it `cursor_ts`. */
 export function cursorTimestamp(alias: string): RawBuilder<string> {
-  return sql<string>`${sql.ref(`${alias}.created_at`)}::text`;
+  return sql<string>`to_char(${sql.ref(`${alias}.created_at`)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 }
 
 /**

@@ -21,6 +21,7 @@ import {
 import type { CouponsService } from './coupons-service.js';
 
 export interface CouponRoutesOptions {
+  /** The coupons service the routes delegate to. */
   coupons: CouponsService;
   /** Prices the items of a validate request. */
   catalog: CatalogService;

@@ -9,7 +9,7 @@
  * `for update`, so it either sees a batch's rows or makes them stale: a
  * reservation the rebuilt Engine does not know is never written.
  */
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Database } from '../../database.js';
 
 export interface PendingReservation {
@@ -34,16 +34,19 @@ interface Waiter {
 
 export class ReservationWriter {
   private queue: Waiter[] = [];
-  private writing = false;
+  private active = 0;
+  private scheduled = false;
   private readonly inFlight = new Map<string, Promise<WriteOutcome>>();
 
   /**
    * @param db the Db holding flash_sales and flash_reservations.
-   * @param maxBatch most rows per insert (Postgres allows 65535 parameters; 9 per row).
+   * @param maxBatch most rows per insert (Postgres allows 65535 parameters; 7 per row).
+   * @param maxInFlight batches written concurrently (each holds one pool connection).
    */
   constructor(
     private readonly db: Kysely<Database>,
     private readonly maxBatch = 1000,
+    private readonly maxInFlight = 4,
   ) {}
 
   write(row: PendingReservation): Promise<WriteOutcome> {
@@ -53,7 +56,7 @@ export class ReservationWriter {
     this.inFlight.set(row.id, promise);
     const forget = () => this.inFlight.delete(row.id);
     promise.then(forget, forget);
-    if (!this.writing) void this.drain();
+    this.kick();
     return promise;
   }
 
@@ -64,60 +67,68 @@ export class ReservationWriter {
 
   /** Resolves when everything queued so far is written (graceful shutdown). */
   async flush(): Promise<void> {
-    while (this.queue.length > 0 || this.writing) await new Promise((r) => setTimeout(r, 5));
+    while (this.queue.length > 0 || this.active > 0) await new Promise((r) => setTimeout(r, 5));
   }
 
-  private async drain(): Promise<void> {
-    this.writing = true;
+  private kick(): void {
+    if (this.scheduled || this.active >= this.maxInFlight || this.queue.length === 0) return;
+    this.scheduled = true;
     // Let the purchases of this event-loop turn join the batch.
-    await new Promise((r) => setImmediate(r));
-    try {
-      while (this.queue.length > 0) {
+    setImmediate(() => {
+      this.scheduled = false;
+      while (this.active < this.maxInFlight && this.queue.length > 0) {
         const batch = this.queue.splice(0, this.maxBatch);
-        try {
-          const outcomes = await this.writeBatch(batch.map((w) => w.row));
-          batch.forEach((w, i) => {
-            w.resolve(outcomes[i] ?? 'stale');
+        this.active++;
+        this.writeBatch(batch.map((w) => w.row))
+          .then(
+            (outcomes) => {
+              for (const [i, w] of batch.entries()) w.resolve(outcomes[i] ?? 'stale');
+            },
+            (err: unknown) => {
+              for (const w of batch) w.reject(err);
+            },
+          )
+          .finally(() => {
+            this.active--;
+            this.kick();
           });
-        } catch (err) {
-          for (const w of batch) w.reject(err);
-        }
       }
-    } finally {
-      this.writing = false;
-    }
+    });
   }
 
+  /**
+   * One statement, one round trip: the batch arrives as seven arrays, is
+   * joined to its sales at their current epoch (locking those rows `for
+   * share`), and inserted. Rows whose epoch is stale find no sale and are
+   * not inserted.
+   */
   private async writeBatch(rows: PendingReservation[]): Promise<WriteOutcome[]> {
-    return this.db.transaction().execute(async (trx) => {
-      const saleIds = [...new Set(rows.map((r) => r.saleId))];
-      const sales = await trx
-        .selectFrom('flash_sales')
-        .select(['id', 'engine_epoch'])
-        .where('id', 'in', saleIds)
-        .forShare()
-        .execute();
-      const epochs = new Map(sales.map((s) => [s.id, s.engine_epoch]));
-      const current = rows.filter((r) => epochs.get(r.saleId) === r.epoch);
-      if (current.length > 0) {
-        await trx
-          .insertInto('flash_reservations')
-          .values(
-            current.map((r) => ({
-              id: r.id,
-              sale_id: r.saleId,
-              user_id: r.userId,
-              quantity: r.quantity,
-              status: 'reserved' as const,
-              expires_at: r.expiresAt,
-              idempotency_key: r.idempotencyKey,
-            })),
-          )
-          // A retry whose first attempt was written already: nothing to add.
-          .onConflict((oc) => oc.doNothing())
-          .execute();
-      }
-      return rows.map((r) => (epochs.get(r.saleId) === r.epoch ? 'written' : 'stale'));
-    });
+    const inserted = await sql<{ id: string }>`
+      insert into flash_reservations (id, sale_id, user_id, quantity, status, expires_at, idempotency_key)
+      select v.id, v.sale_id, v.user_id, v.quantity, 'reserved', v.expires_at, v.idempotency_key
+        from unnest(
+          ${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.saleId)}::uuid[], ${rows.map((r) => r.userId)}::uuid[],
+          ${rows.map((r) => r.quantity)}::int[], ${rows.map((r) => r.expiresAt.toISOString())}::timestamptz[],
+          ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.epoch)}::int[]
+        ) as v(id, sale_id, user_id, quantity, expires_at, idempotency_key, epoch)
+        join flash_sales s on s.id = v.sale_id and s.engine_epoch = v.epoch
+        for share of s
+      on conflict do nothing
+      returning id`.execute(this.db);
+    const written = new Set(inserted.rows.map((r) => r.id));
+    if (written.size === rows.length) return rows.map(() => 'written');
+    // Not inserted: a stale epoch, or (after a rebuild) the same purchase already on record.
+    const missing = rows.filter((r) => !written.has(r.id));
+    const existing = await this.db
+      .selectFrom('flash_reservations')
+      .select('id')
+      .where(
+        'id',
+        'in',
+        missing.map((r) => r.id),
+      )
+      .execute();
+    for (const r of existing) written.add(r.id);
+    return rows.map((r) => (written.has(r.id) ? 'written' : 'stale'));
   }
 }

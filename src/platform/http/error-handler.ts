@@ -51,7 +51,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const appErr = toAppError(err);
     if (appErr.statusCode >= 500) request.log.error({ err }, 'request failed');
-    else request.log.info({ code: appErr.code }, appErr.message);
+    else request.log.debug({ code: appErr.code }, appErr.message);
     const body: ErrorBody = appErr.toJSON();
     if (appErr.code === 'RATE_LIMITED' && !reply.hasHeader('retry-after')) reply.header('retry-after', '60');
     return reply.status(appErr.statusCode).send(body);

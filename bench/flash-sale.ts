@@ -1,0 +1,244 @@
+/**
+ * Flash-sale purchase route vs a trivial JSON route (/healthz) on the same
+ * server, in the same run: the server runs in its own process with the Redis
+ * engine and PostgreSQL (falling back to PGlite), autocannon loads it from
+ * this process at 100 and 1000 connections. Also measures a sold-out sale
+ * (answered from the local flag) and checks nothing was oversold.
+ *
+ *   npm run bench -- flash-sale [--duration 8]
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { TokenService } from '../src/auth/tokens.js';
+import { createTestDatabase } from '../test/support/postgres.js';
+import { startServerProcess } from '../test/support/server-process.js';
+
+const log = (msg: string) => process.stderr.write(`[flash-sale] ${msg}\n`);
+
+interface Run {
+  reqPerSec: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function load(
+  url: string,
+  connections: number,
+  duration: number,
+  request?: { method: 'POST'; body: string; headers: () => Record<string, string> },
+): Promise<Run> {
+  const result = await autocannon({
+    url,
+    connections,
+    duration,
+    pipelining: 1,
+    ...(request
+      ? {
+          method: request.method,
+          requests: [
+            {
+              method: request.method,
+              body: request.body,
+              setupRequest: (req: autocannon.Request) => ({
+                ...req,
+                headers: { 'content-type': 'application/json', ...request.headers() },
+              }),
+            },
+          ],
+        }
+      : {}),
+  });
+  return {
+    reqPerSec: result.requests.average,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+  };
+}
+
+export async function main(args: string[]): Promise<void> {
+  const duration = Number(args[args.indexOf('--duration') + 1]) || 8;
+  const jwtSecret = randomUUID().repeat(2);
+  const dataDir = mkdtempSync(join(tmpdir(), 'lcs-bench-'));
+  let database: { url: string; drop: () => Promise<void> } | undefined;
+  try {
+    database = await createTestDatabase();
+  } catch (err) {
+    log(`PostgreSQL unavailable (${(err as Error).message}); using PGlite`);
+  }
+  const prefix = `bench:${randomUUID()}:`;
+  log('starting server (Redis engine)');
+  const server = await startServerProcess(
+    {
+      DATA_DIR: dataDir,
+      JWT_SECRET: jwtSecret,
+      REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0',
+      REDIS_KEY_PREFIX: prefix,
+      ...(database ? { DATABASE_URL: database.url } : {}),
+      LOG_LEVEL: 'info',
+      LOG_REQUESTS: 'false',
+      FLASH_VELOCITY_PER_USER: '100000000',
+      FLASH_VELOCITY_PER_IP: '1000000000',
+      AUTH_RATE_LIMIT_PER_MINUTE: '1000000',
+    },
+    60_000,
+    // BENCH_PROFILE=DIR writes a CPU profile of the server there (open it in Chrome DevTools).
+    process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
+  );
+  const tokens = new TokenService(jwtSecret, 3600);
+  try {
+    // Fixtures through the public API where it exists; buyers are minted directly (no scrypt).
+    const db = new pg.Client({ connectionString: database?.url });
+    const adminEmail = `admin-${randomUUID()}@example.com`;
+    const reg = await fetch(`${server.url}/v1/auth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: adminEmail, password: 'bench-password', displayName: 'Bench' }),
+    });
+    const seller = ((await reg.json()) as { user: { id: string } }).user;
+    const sellerToken = (await tokens.issue({ id: seller.id, roles: ['streamer'], displayName: 'Bench' }))
+      .token;
+    const product = await fetch(`${server.url}/v1/products`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${sellerToken}` },
+      body: JSON.stringify({
+        title: 'Bench sneaker',
+        category: 'shoes',
+        currency: 'USD',
+        skus: [{ code: `B-${randomUUID().slice(0, 8)}`, name: 'One size', priceMinor: 5000, stock: 10 }],
+      }),
+    });
+    if (product.status !== 201) throw new Error(`product: ${product.status} ${await product.text()}`);
+    const skuId = ((await product.json()) as { skus: Array<{ id: string }> }).skus[0]!.id;
+    const createSale = async (quantity: number) => {
+      const res = await fetch(`${server.url}/v1/flash-sales`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${sellerToken}` },
+        body: JSON.stringify({
+          skuId,
+          salePriceMinor: 1000,
+          quantity,
+          perUserLimit: 1000,
+          reservationTtlSeconds: 3600,
+          startsAt: new Date(Date.now() - 1000).toISOString(),
+          endsAt: new Date(Date.now() + 3600_000).toISOString(),
+        }),
+      });
+      if (res.status !== 201) throw new Error(`sale: ${res.status} ${await res.text()}`);
+      return ((await res.json()) as { id: string }).id;
+    };
+    const bigSale = await createSale(10_000_000);
+    const soldOutSale = await createSale(1);
+    const buyers = await Promise.all(
+      Array.from(
+        { length: 5000 },
+        async (_, i) =>
+          (await tokens.issue({ id: randomUUID(), roles: ['viewer'], displayName: `b${i}` })).token,
+      ),
+    );
+    let n = 0;
+    const purchaseRequest = {
+      method: 'POST' as const,
+      body: JSON.stringify({ quantity: 1 }),
+      headers: () => {
+        n++;
+        return {
+          authorization: `Bearer ${buyers[n % buyers.length]}`,
+          'idempotency-key': `bench-${n}-${prefix.length}`,
+        };
+      },
+    };
+    // Sell the one unit of the sold-out sale.
+    await fetch(`${server.url}/v1/flash-sales/${soldOutSale}/purchase`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...purchaseRequest.headers() },
+      body: purchaseRequest.body,
+    });
+
+    log('warming up');
+    await load(`${server.url}/healthz`, 50, 2);
+    await load(`${server.url}/v1/flash-sales/${bigSale}/purchase`, 50, 2, purchaseRequest);
+
+    const results: Record<
+      string,
+      { hello: Run; purchase: Run; soldOut: Run; ratio: number; soldOutRatio: number }
+    > = {};
+    for (const connections of [100, 1000]) {
+      log(`${connections} connections: trivial route`);
+      const hello = await load(`${server.url}/healthz`, connections, duration);
+      log(`${connections} connections: purchase`);
+      const purchase = await load(
+        `${server.url}/v1/flash-sales/${bigSale}/purchase`,
+        connections,
+        duration,
+        purchaseRequest,
+      );
+      log(`${connections} connections: sold-out purchase`);
+      const soldOut = await load(
+        `${server.url}/v1/flash-sales/${soldOutSale}/purchase`,
+        connections,
+        duration,
+        purchaseRequest,
+      );
+      results[connections] = {
+        hello,
+        purchase,
+        soldOut,
+        ratio: purchase.reqPerSec / hello.reqPerSec,
+        soldOutRatio: soldOut.reqPerSec / hello.reqPerSec,
+      };
+      log(
+        `${connections}: hello ${hello.reqPerSec.toFixed(0)} req/s, purchase ${purchase.reqPerSec.toFixed(0)} req/s (ratio ${results[connections]!.ratio.toFixed(3)}, non2xx ${purchase.non2xx}), sold-out ${soldOut.reqPerSec.toFixed(0)} req/s (ratio ${results[connections]!.soldOutRatio.toFixed(3)})`,
+      );
+    }
+
+    // Nothing oversold: units held in the Db never exceed what was on sale.
+    let oversold = 0;
+    if (database) {
+      await db.connect();
+      const rows = await db.query<{ sale_id: string; quantity: number; held: string }>(
+        `select s.id as sale_id, s.quantity, coalesce(sum(r.quantity) filter (where r.status in ('reserved','paid')), 0) as held
+           from flash_sales s left join flash_reservations r on r.sale_id = s.id group by s.id, s.quantity`,
+      );
+      for (const r of rows.rows) oversold += Math.max(0, Number(r.held) - r.quantity);
+      await db.end();
+    }
+    const c100 = results[100]!;
+    const c1000 = results[1000]!;
+    console.log(
+      JSON.stringify({
+        bench: 'flash-sale',
+        ratio: Number(Math.min(c100.ratio, c1000.ratio).toFixed(3)),
+        sold_out_ratio: Number(Math.min(c100.soldOutRatio, c1000.soldOutRatio).toFixed(3)),
+        oversold,
+        db: database ? 'postgres' : 'pglite',
+        duration_s: duration,
+        c100: {
+          hello_rps: Math.round(c100.hello.reqPerSec),
+          purchase_rps: Math.round(c100.purchase.reqPerSec),
+          sold_out_rps: Math.round(c100.soldOut.reqPerSec),
+          purchase_p99_ms: c100.purchase.p99,
+          ratio: Number(c100.ratio.toFixed(3)),
+          sold_out_ratio: Number(c100.soldOutRatio.toFixed(3)),
+        },
+        c1000: {
+          hello_rps: Math.round(c1000.hello.reqPerSec),
+          purchase_rps: Math.round(c1000.purchase.reqPerSec),
+          sold_out_rps: Math.round(c1000.soldOut.reqPerSec),
+          purchase_p99_ms: c1000.purchase.p99,
+          ratio: Number(c1000.ratio.toFixed(3)),
+          sold_out_ratio: Number(c1000.soldOutRatio.toFixed(3)),
+        },
+      }),
+    );
+  } finally {
+    await server.stop();
+    await database?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
