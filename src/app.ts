@@ -13,6 +13,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { registerAuthHooks } from './auth/auth-hooks.js';
 import { authRoutes } from './auth/auth-routes.js';
+import { analyticsRoutes } from './commerce/analytics/analytics-routes.js';
 import { catalogRoutes } from './commerce/catalog/catalog-routes.js';
 import { couponRoutes } from './commerce/coupons/coupon-routes.js';
 import { flashSaleRoutes } from './commerce/flash-sales/flash-sale-routes.js';
@@ -92,5 +93,6 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
   });
   await app.register(orderRoutes, { orders: services.orders });
   await app.register(flashSaleRoutes, { flashSales: services.flashSales });
+  await app.register(analyticsRoutes, { analytics: services.analytics });
   return app;
 }

@@ -3,9 +3,11 @@
  * composition root (src/server.ts) and the tests, so both run the same graph.
  */
 import type { Config } from '../config/schema.js';
-import { type JobLogger, PeriodicJob } from '../workers/periodic-job.js';
+import { commerceExpiryJobs } from '../workers/commerce-expiry.js';
+import type { JobLogger, PeriodicJob } from '../workers/periodic-job.js';
 import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
+import { CommerceAnalytics } from './commerce/analytics/commerce-analytics.js';
 import { CatalogService } from './commerce/catalog/catalog-service.js';
 import { CouponsService } from './commerce/coupons/coupons-service.js';
 import { FlashSalesService } from './commerce/flash-sales/flash-sales-service.js';
@@ -31,6 +33,7 @@ export interface Services extends Adapters {
   flashSales: FlashSalesService;
   orders: OrdersService;
   payments: PaymentProvider;
+  analytics: CommerceAnalytics;
   /** Background jobs of this instance (reservation and order expiry). */
   jobs: PeriodicJob[];
 }
@@ -60,16 +63,21 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     paymentTimeoutMs: config.PAYMENT_TIMEOUT_MS,
     shippingFeeMinor: config.SHIPPING_FEE_MINOR,
   });
-  const jobs = [
-    new PeriodicJob(
-      'flash-reservation-expiry',
-      config.SWEEP_INTERVAL_MS,
-      () => flashSales.sweep(),
-      options.logger,
-    ),
-    new PeriodicJob('order-expiry', config.SWEEP_INTERVAL_MS, () => orders.expireDue(), options.logger),
-  ];
-  return { ...adapters, config, tokens, users, catalog, coupons, flashSales, orders, payments, jobs };
+  const jobs = commerceExpiryJobs(flashSales, orders, config.SWEEP_INTERVAL_MS, options.logger);
+  const analytics = new CommerceAnalytics(db);
+  return {
+    ...adapters,
+    config,
+    tokens,
+    users,
+    catalog,
+    coupons,
+    flashSales,
+    orders,
+    payments,
+    analytics,
+    jobs,
+  };
 }
 
 /** Starts subscriptions and background jobs. */
