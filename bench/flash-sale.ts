@@ -6,6 +6,10 @@
  * (answered from the local flag) and checks nothing was oversold.
  *
  *   npm run bench -- flash-sale [--duration 8]
+ *
+ * Profiling: BENCH_PROFILE=DIR writes the server's CPU profile to DIR
+ * (summarise with `npx tsx bench/_profile-summary.ts FILE`); BENCH_ONLY=purchase
+ * shortens the other phases to one second.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -170,7 +174,11 @@ export async function main(args: string[]): Promise<void> {
     > = {};
     for (const connections of [100, 1000]) {
       log(`${connections} connections: trivial route`);
-      const hello = await load(`${server.url}/healthz`, connections, duration);
+      const hello = await load(
+        `${server.url}/healthz`,
+        connections,
+        process.env.BENCH_ONLY === 'purchase' ? 1 : duration,
+      );
       log(`${connections} connections: purchase`);
       const purchase = await load(
         `${server.url}/v1/flash-sales/${bigSale}/purchase`,

@@ -3,8 +3,9 @@
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { currentUser, requirePermission, requireUser } from '../../auth/auth-hooks.js';
+import { ErrorCatalogue } from '../../platform/errors.js';
 import { ErrorRef } from '../../platform/http/openapi.js';
 import { parseIdempotencyKey } from '../../platform/idempotency/idempotency.js';
 import { IdempotencyHeaders } from '../orders/order-schemas.js';
@@ -75,9 +76,26 @@ export async function flashSaleRoutes(
     async (request) => flashSales.stopSale(currentUser(request), request.params.id),
   );
 
+  // The answer to every purchase of a sold-out sale, serialised once.
+  const soldOutBody = JSON.stringify({
+    code: 'FLASH_SOLD_OUT',
+    message: ErrorCatalogue.FLASH_SOLD_OUT.message,
+    details: { remaining: 0 },
+  });
+
   app.post(
     '/v1/flash-sales/:id/purchase',
     {
+      // A sold-out sale is answered before the body is parsed or validated: in the seconds after a
+      // sale sells out almost every request is a late tap on Buy, and they must cost next to nothing.
+      onRequest: async (request, reply) => {
+        const { id } = request.params as { id?: string };
+        if (id && flashSales.isKnownSoldOut(id))
+          return (reply as FastifyReply)
+            .status(409)
+            .type('application/json; charset=utf-8')
+            .send(soldOutBody);
+      },
       preHandler: requirePermission('shop:buy'),
       schema: {
         tags: ['flash-sales'],

@@ -184,6 +184,11 @@ export class FlashSalesService {
     return this.get(id);
   }
 
+  /** True when this instance knows the sale is sold out (no Engine call needed to say so). */
+  isKnownSoldOut(saleId: string): boolean {
+    return this.meta.get(saleId)?.soldOut === true;
+  }
+
   /**
    * The hot path: one Engine call decides; the reservation is then made
    * durable in a group commit before the buyer is answered.

@@ -27,9 +27,15 @@ export function toAppError(err: FastifyError): AppError {
     const extra =
       (params.missingProperty as string | undefined) ?? (params.additionalProperty as string | undefined);
     const field = [path.replace(/^\//, '').replaceAll('/', '.'), extra].filter(Boolean).join('.');
+    const what =
+      first?.keyword === 'required'
+        ? 'is required'
+        : first?.keyword === 'additionalProperties'
+          ? 'is not allowed'
+          : (first?.message ?? 'is invalid');
     return new AppError(
       'VALIDATION_FAILED',
-      `${err.validationContext ?? 'request'}${field ? `.${field}` : ''} ${first?.message ?? 'is invalid'}`,
+      `${err.validationContext ?? 'request'}${field ? `.${field}` : ''} ${what}`,
       {
         location: err.validationContext ?? 'body',
         field: field || null,
