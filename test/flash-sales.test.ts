@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlashSaleEngine } from '../src/commerce/flash-sales/flash-sale-engine.js';
+import { FLASH_STOCK_CHANNEL } from '../src/commerce/flash-sales/flash-sales-service.js';
 import type { TestPaymentProvider } from '../src/commerce/orders/payment-provider.js';
 import { createTestApp, type TestApp } from './support/app.js';
 import { insertProduct, insertUsers, pool } from './support/commerce.js';
@@ -174,6 +175,34 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
     const final = await heldInDb(sale.id);
     expect(final.reserved + final.paid).toBe(100);
     expect(final.paid).toBe(50);
+  });
+
+  it('publishes remaining stock on the Engine bus as units are taken and returned', async () => {
+    const sale = await createSale({ quantity: 3, perUserLimit: 3 });
+    const seen: number[] = [];
+    const unsubscribe = await t.engine.subscribe(FLASH_STOCK_CHANNEL, (message) => {
+      const event = JSON.parse(message) as { saleId: string; stock: number };
+      if (event.saleId === sale.id) seen.push(event.stock);
+    });
+    try {
+      const [buyer] = await insertUsers(t.db.db, t.tokens, 1);
+      const r = (await (await purchase(sale.id, buyer!.token, randomUUID(), 3)).json()) as {
+        reservationId: string;
+      };
+      await waitFor(async () => seen.includes(0));
+      expect((await purchase(sale.id, buyer!.token)).status).toBe(409);
+      const cancel = await api(
+        'DELETE',
+        `/v1/flash-sales/${sale.id}/reservations/${r.reservationId}`,
+        buyer!.token,
+      );
+      expect(cancel.status).toBe(204);
+      await waitFor(async () => seen.at(-1) === 3);
+      // units came back: the sold-out flag cleared and buying works again
+      expect((await purchase(sale.id, buyer!.token)).status).toBe(201);
+    } finally {
+      await unsubscribe();
+    }
   });
 
   it('answers 50 concurrent retries of one purchase with one reservation', async () => {
