@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from './support/app.js';
-import { insertProduct } from './support/commerce.js';
+import { couponRow, insertProduct } from './support/commerce.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService } from './support/real-services.js';
 
@@ -37,23 +37,15 @@ function analyticsSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
     const code = `A${randomUUID().slice(0, 6).toUpperCase()}`;
     await t.db.db
       .insertInto('coupons')
-      .values({
-        id: randomUUID(),
-        code,
-        type: 'fixed',
-        percent_off: null,
-        amount_off_minor: 200,
-        currency: 'USD',
-        buy_quantity: null,
-        get_quantity: null,
-        starts_at: null,
-        ends_at: null,
-        usage_limit: null,
-        per_user_limit: null,
-        max_discount_minor: null,
-        stream_id: null,
-        created_by: admin.id,
-      })
+      .values(
+        couponRow(admin.id, {
+          code,
+          type: 'fixed',
+          percent_off: null,
+          amount_off_minor: 200,
+          currency: 'USD',
+        }),
+      )
       .execute();
     const sale = (
       await call('POST', '/v1/flash-sales', seller.token, {

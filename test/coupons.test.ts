@@ -22,6 +22,7 @@ import { CouponsService, type NewCoupon } from '../src/commerce/coupons/coupons-
 import { type DbHandle, openDb } from '../src/platform/db/db.js';
 import { AppError } from '../src/platform/errors.js';
 import { createTestApp, type TestApp } from './support/app.js';
+import { couponRow } from './support/commerce.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService } from './support/real-services.js';
 
@@ -220,23 +221,7 @@ function couponContract(makeTarget: () => Promise<Target>) {
     });
 
     it('the database refuses rows that break the rules even without the service', async () => {
-      const base = {
-        id: randomUUID(),
-        code: code(),
-        type: 'percentage' as const,
-        percent_off: 10,
-        amount_off_minor: null,
-        currency: null,
-        buy_quantity: null,
-        get_quantity: null,
-        starts_at: null,
-        ends_at: null,
-        usage_limit: null,
-        per_user_limit: null,
-        max_discount_minor: null,
-        stream_id: null,
-        created_by: admin.id,
-      };
+      const base = couponRow(admin.id, { code: code() });
       const insert = (over: Record<string, unknown>) =>
         handle.db
           .insertInto('coupons')

@@ -4,10 +4,12 @@
  * cancellation and expiry returning what the order held.
  */
 import { randomUUID } from 'node:crypto';
+import type { Insertable } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CouponsTable } from '../src/commerce/coupons/coupon-tables.js';
 import type { TestPaymentProvider } from '../src/commerce/orders/payment-provider.js';
 import { createTestApp, type TestApp } from './support/app.js';
-import { insertProduct, insertUsers, pool } from './support/commerce.js';
+import { couponRow, insertProduct, insertUsers, pool } from './support/commerce.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
 
@@ -49,30 +51,10 @@ function ordersSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Promise
     (await t.db.db.selectFrom('skus').select('stock').where('id', '=', skuId).executeTakeFirstOrThrow())
       .stock;
 
-  async function insertCoupon(fields: Record<string, unknown>): Promise<string> {
-    const code = `C${randomUUID().slice(0, 8).toUpperCase()}`;
-    await t.db.db
-      .insertInto('coupons')
-      .values({
-        id: randomUUID(),
-        code,
-        type: 'percentage',
-        percent_off: 10,
-        amount_off_minor: null,
-        currency: null,
-        buy_quantity: null,
-        get_quantity: null,
-        starts_at: null,
-        ends_at: null,
-        usage_limit: null,
-        per_user_limit: null,
-        max_discount_minor: null,
-        stream_id: null,
-        created_by: seller.id,
-        ...fields,
-      })
-      .execute();
-    return code;
+  async function insertCoupon(fields: Partial<Insertable<CouponsTable>>): Promise<string> {
+    const row = couponRow(seller.id, fields);
+    await t.db.db.insertInto('coupons').values(row).execute();
+    return row.code;
   }
 
   it('checks out regular items: stock taken, totals computed, stream attribution kept', async () => {

@@ -3,8 +3,9 @@
  * paths do not spend their time in registration (scrypt) or catalog routes.
  */
 import { randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { Insertable, Kysely } from 'kysely';
 import type { TokenService } from '../../src/auth/tokens.js';
+import type { CouponsTable } from '../../src/commerce/coupons/coupon-tables.js';
 import type { Database } from '../../src/database.js';
 
 export async function insertProduct(
@@ -77,4 +78,29 @@ export async function pool<T>(tasks: Array<() => Promise<T>>, concurrency: numbe
     }),
   );
   return results;
+}
+
+/** A coupon row with every optional rule off (a plain 10 % percentage coupon); override what a test needs. */
+export function couponRow(
+  createdBy: string,
+  overrides: Partial<Insertable<CouponsTable>> = {},
+): Insertable<CouponsTable> {
+  return {
+    id: randomUUID(),
+    code: `C${randomUUID().slice(0, 8).toUpperCase()}`,
+    type: 'percentage',
+    percent_off: 10,
+    amount_off_minor: null,
+    currency: null,
+    buy_quantity: null,
+    get_quantity: null,
+    starts_at: null,
+    ends_at: null,
+    usage_limit: null,
+    per_user_limit: null,
+    max_discount_minor: null,
+    stream_id: null,
+    created_by: createdBy,
+    ...overrides,
+  };
 }
