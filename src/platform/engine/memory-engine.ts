@@ -7,25 +7,16 @@
  * cannot come to depend on timing that Redis would not give them, and so a
  * thrown store error becomes a rejection exactly like a Redis error reply.
  */
-import type {
-  Engine,
-  EngineScript,
-  LogReadResult,
-  MessageHandler,
-  ScriptValue,
-  SetOptions,
-} from './engine.js';
-import { incrByScript, logAppendScript, logKeys, logReadScript, parseLogRead } from './engine-scripts.js';
+import type { Engine, EngineScript, MessageHandler, ScriptValue, SetOptions } from './engine.js';
 import {
   assertNonNegativeInteger,
   assertPositiveInteger,
-  assertSafeInteger,
   assertScore,
   assertScriptKeys,
-  EngineClosedError,
   type EngineLogger,
 } from './engine-support.js';
 import { MemoryStore } from './memory-store.js';
+import { ScriptedEngine } from './scripted-engine.js';
 
 export interface MemoryEngineOptions {
   /**
@@ -48,29 +39,19 @@ interface Delivery {
   handlers: MessageHandler[];
 }
 
-export class MemoryEngine implements Engine {
+export class MemoryEngine extends ScriptedEngine implements Engine {
   readonly kind = 'memory' as const;
   private readonly store: MemoryStore;
-  private readonly prefix: string;
   private readonly logger: EngineLogger | undefined;
   /** Handlers by full (prefixed) channel. */
   private readonly channels = new Map<string, Set<MessageHandler>>();
   private readonly queue: Delivery[] = [];
   private flushScheduled = false;
-  private closed = false;
 
   constructor(options: MemoryEngineOptions = {}) {
-    this.prefix = options.keyPrefix ?? '';
+    super(options.keyPrefix ?? '');
     this.logger = options.logger;
     this.store = new MemoryStore({ now: options.now, sweepIntervalMs: options.sweepIntervalMs });
-  }
-
-  private open(): void {
-    if (this.closed) throw new EngineClosedError('memory');
-  }
-
-  private k(key: string): string {
-    return this.prefix + key;
   }
 
   async get(key: string): Promise<string | null> {
@@ -92,12 +73,6 @@ export class MemoryEngine implements Engine {
   async ttl(key: string): Promise<number> {
     this.open();
     return this.store.pttl(this.k(key));
-  }
-
-  async incrBy(key: string, by: number, ttlMs?: number): Promise<number> {
-    assertSafeInteger('by', by);
-    if (ttlMs !== undefined) assertPositiveInteger('ttlMs', ttlMs);
-    return this.run(incrByScript, [key], [by, ttlMs ?? 0]);
   }
 
   async zAdd(key: string, entries: ReadonlyArray<readonly [score: number, member: string]>): Promise<void> {
@@ -144,18 +119,6 @@ export class MemoryEngine implements Engine {
   async zCard(key: string): Promise<number> {
     this.open();
     return this.store.zcard(this.k(key));
-  }
-
-  async logAppend(key: string, data: string, options: { maxLen: number; ttlMs: number }): Promise<number> {
-    assertPositiveInteger('maxLen', options.maxLen);
-    assertPositiveInteger('ttlMs', options.ttlMs);
-    return this.run(logAppendScript, logKeys(key), [data, options.maxLen, options.ttlMs]);
-  }
-
-  async logRead(key: string, afterSeq: number, limit: number): Promise<LogReadResult> {
-    assertNonNegativeInteger('afterSeq', afterSeq);
-    assertNonNegativeInteger('limit', limit);
-    return parseLogRead(await this.run(logReadScript, logKeys(key), [afterSeq, limit]));
   }
 
   async run<R extends ScriptValue>(

@@ -23,28 +23,20 @@
  * anyway, with two mechanisms to keep in step. MemoryEngine applies the same
  * prefix the same way, so scripts see identical KEYS on both adapters.
  */
+
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
-import type {
-  Engine,
-  EngineScript,
-  LogReadResult,
-  MessageHandler,
-  ScriptValue,
-  SetOptions,
-} from './engine.js';
-import { incrByScript, logAppendScript, logKeys, logReadScript, parseLogRead } from './engine-scripts.js';
+import type { Engine, EngineScript, MessageHandler, ScriptValue, SetOptions } from './engine.js';
 import {
   assertNonNegativeInteger,
   assertPositiveInteger,
-  assertSafeInteger,
   assertScore,
   assertScriptKeys,
   describeError,
-  EngineClosedError,
   type EngineLogger,
   redactUrl,
 } from './engine-support.js';
+import { ScriptedEngine } from './scripted-engine.js';
 
 export interface RedisEngineOptions {
   /** Redis URL, e.g. `redis://:password@host:6379/0` or `rediss://...` for TLS. */
@@ -94,12 +86,11 @@ function formatScore(score: number): string {
   return String(score);
 }
 
-export class RedisEngine implements Engine {
+export class RedisEngine extends ScriptedEngine implements Engine {
   readonly kind = 'redis' as const;
   private readonly url: string;
   /** The URL with its password replaced, the only form that reaches messages and logs. */
   private readonly safeUrl: string;
-  private readonly prefix: string;
   private readonly logger: EngineLogger | undefined;
   private readonly checkTimeoutMs: number;
   private readonly connectTimeoutMs: number;
@@ -112,12 +103,11 @@ export class RedisEngine implements Engine {
   private readonly scripts = new Map<string, { lua: string; sha: string }>();
   private readonly lastError = new Map<Role, string>();
   private readonly down = new Set<Role>();
-  private closed = false;
 
   constructor(options: RedisEngineOptions) {
+    super(options.keyPrefix ?? '');
     this.url = options.url;
     this.safeUrl = redactUrl(options.url);
-    this.prefix = options.keyPrefix ?? '';
     this.logger = options.logger;
     this.checkTimeoutMs = options.checkTimeoutMs ?? 1000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
@@ -169,14 +159,6 @@ export class RedisEngine implements Engine {
     return conn;
   }
 
-  private open(): void {
-    if (this.closed) throw new EngineClosedError('redis');
-  }
-
-  private k(key: string): string {
-    return this.prefix + key;
-  }
-
   async get(key: string): Promise<string | null> {
     this.open();
     return this.redis.get(this.k(key));
@@ -207,12 +189,6 @@ export class RedisEngine implements Engine {
   async ttl(key: string): Promise<number> {
     this.open();
     return this.redis.pttl(this.k(key));
-  }
-
-  async incrBy(key: string, by: number, ttlMs?: number): Promise<number> {
-    assertSafeInteger('by', by);
-    if (ttlMs !== undefined) assertPositiveInteger('ttlMs', ttlMs);
-    return this.run(incrByScript, [key], [by, ttlMs ?? 0]);
   }
 
   async zAdd(key: string, entries: ReadonlyArray<readonly [score: number, member: string]>): Promise<void> {
@@ -275,18 +251,6 @@ export class RedisEngine implements Engine {
   async zCard(key: string): Promise<number> {
     this.open();
     return this.redis.zcard(this.k(key));
-  }
-
-  async logAppend(key: string, data: string, options: { maxLen: number; ttlMs: number }): Promise<number> {
-    assertPositiveInteger('maxLen', options.maxLen);
-    assertPositiveInteger('ttlMs', options.ttlMs);
-    return this.run(logAppendScript, logKeys(key), [data, options.maxLen, options.ttlMs]);
-  }
-
-  async logRead(key: string, afterSeq: number, limit: number): Promise<LogReadResult> {
-    assertNonNegativeInteger('afterSeq', afterSeq);
-    assertNonNegativeInteger('limit', limit);
-    return parseLogRead(await this.run(logReadScript, logKeys(key), [afterSeq, limit]));
   }
 
   private sha(script: EngineScript<ScriptValue>): string {
