@@ -107,7 +107,9 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
     });
   });
 
-  it(`sells exactly 100 of 100 to ${scale.attempts} attempts from ${scale.users} users; expired units come back exactly once`, async () => {
+  it(`sells exactly 100 of 100 to ${scale.attempts} attempts from ${scale.users} users; expired units come back exactly once`, {
+    timeout: 180_000,
+  }, async () => {
     const sale = await createSale({ quantity: 100, ttlSeconds: scale.ttlSeconds });
     const buyers = await insertUsers(t.db.db, t.tokens, scale.users);
     const codes = new Map<string, number>();
@@ -160,7 +162,7 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
       const [a, b] = await Promise.all([t.flashSales.sweep(), t.flashSales.sweep()]);
       expired += a + b;
       return expired >= 50;
-    }, 20_000);
+    }, 90_000);
     expect(expired).toBe(50);
     expect(await heldInDb(sale.id)).toEqual({ reserved: 0, paid: 50, expired: 50 });
     expect(await remainingOf(sale.id)).toBe(50);
@@ -364,7 +366,7 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
 
 describe('flash sales (embedded: PGlite + memory engine)', () => {
   flashSaleSuite(async () => ({ t: await createTestApp(ENV), cleanup: async () => {} }), {
-    ttlSeconds: 8,
+    ttlSeconds: 20,
     users: 400,
     attempts: 4000,
     concurrency: 100,
@@ -377,6 +379,6 @@ await describeWithService('flash sales (PostgreSQL + Redis)', probePostgres, () 
       const { url, drop } = await createTestDatabase();
       return { t: await createTestApp(ENV, { databaseUrl: url, redisUrl: TEST_REDIS_URL }), cleanup: drop };
     },
-    { ttlSeconds: 10, users: 2000, attempts: 20000, concurrency: 200 },
+    { ttlSeconds: 30, users: 2000, attempts: 20000, concurrency: 200 },
   );
 });

@@ -23,6 +23,8 @@ export const FLASH_STOCK_CHANNEL = 'flash:stock';
 
 /** Engine state outlives the sale by this much, so late payments and replays still find it. */
 const STATE_GRACE_MS = 24 * 3600 * 1000;
+/** How long a sold-out answer is served from memory before the Engine is asked again. */
+const SOLD_OUT_FLAG_MS = 1000;
 /** How often a sale's stock is published at most (the last value always goes out). */
 const STOCK_PUBLISH_INTERVAL_MS = 200;
 
@@ -75,8 +77,12 @@ export interface VelocityLimits {
 
 interface SaleMeta {
   row: Selectable<FlashSalesTable>;
-  /** Known sold out: answer without touching the Engine until a stock event says otherwise. */
-  soldOut: boolean;
+  /**
+   * Known sold out until this time (ms): answer without touching the Engine.
+   * Stock events clear it at once; the deadline bounds how long a lost event
+   * or an Engine that lost its data (and must be rebuilt) can go unnoticed.
+   */
+  soldOutUntil: number;
 }
 
 export class FlashSalesService {
@@ -101,7 +107,7 @@ export class FlashSalesService {
     this.unsubscribe = await this.engine.subscribe(FLASH_STOCK_CHANNEL, (message) => {
       const { saleId, stock } = JSON.parse(message) as { saleId: string; stock: number };
       const m = this.meta.get(saleId);
-      if (m) m.soldOut = stock <= 0;
+      if (m) m.soldOutUntil = stock <= 0 ? Date.now() + SOLD_OUT_FLAG_MS : 0;
     });
   }
 
@@ -186,7 +192,7 @@ export class FlashSalesService {
 
   /** True when this instance knows the sale is sold out (no Engine call needed to say so). */
   isKnownSoldOut(saleId: string): boolean {
-    return this.meta.get(saleId)?.soldOut === true;
+    return (this.meta.get(saleId)?.soldOutUntil ?? 0) > Date.now();
   }
 
   /**
@@ -201,7 +207,7 @@ export class FlashSalesService {
     idempotencyKey: string,
   ): Promise<{ reservation: ReservationView; replayed: boolean }> {
     const meta = this.meta.get(saleId) ?? (await this.loadMeta(saleId));
-    if (meta.soldOut) throw new AppError('FLASH_SOLD_OUT', undefined, { remaining: 0 });
+    if (meta.soldOutUntil > Date.now()) throw new AppError('FLASH_SOLD_OUT', undefined, { remaining: 0 });
     const input = {
       saleId,
       userId: user.id,
@@ -221,7 +227,7 @@ export class FlashSalesService {
       result = await this.hot.purchase(input);
     }
     if (result.status !== 'OK' && result.status !== 'REPLAY') {
-      if (result.status === 'SOLD_OUT') meta.soldOut = true;
+      if (result.status === 'SOLD_OUT') meta.soldOutUntil = Date.now() + SOLD_OUT_FLAG_MS;
       throw purchaseError(result, meta.row.per_user_limit);
     }
     const row = meta.row;
@@ -259,7 +265,7 @@ export class FlashSalesService {
     }
     if (outcome === 'stale') throw new AppError('SERVICE_UNAVAILABLE', 'Sale state was rebuilt; retry');
     this.publishStock(saleId, result.stock);
-    if (result.stock === 0) meta.soldOut = true;
+    if (result.stock === 0) meta.soldOutUntil = Date.now() + SOLD_OUT_FLAG_MS;
     return { reservation, replayed: false };
   }
 
@@ -367,7 +373,7 @@ export class FlashSalesService {
         Math.max(60_000, endsAtMs - Date.now() + STATE_GRACE_MS),
       );
       const m = this.meta.get(saleId);
-      if (m) m.soldOut = sale.quantity - taken <= 0;
+      if (m) m.soldOutUntil = sale.quantity - taken <= 0 ? Date.now() + SOLD_OUT_FLAG_MS : 0;
     });
   }
 
@@ -421,7 +427,7 @@ export class FlashSalesService {
           .where('id', '=', saleId)
           .executeTakeFirst();
         if (!row) throw new AppError('FLASH_SALE_NOT_FOUND');
-        const meta: SaleMeta = { row, soldOut: false };
+        const meta: SaleMeta = { row, soldOutUntil: 0 };
         this.meta.set(saleId, meta);
         return meta;
       })().finally(() => this.metaLoads.delete(saleId));
