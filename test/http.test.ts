@@ -218,6 +218,7 @@ describe('media', () => {
     expect(playlist.statusCode).toBe(200);
     expect(playlist.headers['content-type']).toBe('application/vnd.apple.mpegurl');
     expect(playlist.headers['cache-control']).toBe('public, max-age=1');
+    expect(playlist.headers['x-content-type-options']).toBe('nosniff');
     expect(playlist.body).toBe('#EXTM3U\n');
 
     const seg = await t.app.inject('/media/live/s1/seg-00001.ts');

@@ -46,6 +46,8 @@ export function registerMediaRoutes(app: FastifyInstance, store: ObjectStore): v
     reply.header('content-type', info.contentType);
     reply.header('cache-control', info.cacheControl ?? DEFAULT_CACHE_CONTROL);
     reply.header('accept-ranges', 'bytes');
+    // Uploads are user content: never let a browser guess a more dangerous type than the stored one.
+    reply.header('x-content-type-options', 'nosniff');
     reply.header('last-modified', info.lastModified.toUTCString());
     if (info.etag) {
       const etag = `"${info.etag}"`;
