@@ -164,6 +164,89 @@ export const ConfigSchema = Type.Object(
       default: 1000,
       description: 'How often each instance expires due flash-sale reservations and unpaid orders.',
     }),
+    WS_MAX_MESSAGE_BYTES: Type.Integer({
+      minimum: 256,
+      default: 16384,
+      description:
+        'Largest inbound WebSocket frame the gateway handles; bigger ones (up to WS_MAX_PAYLOAD_BYTES) get a FRAME_TOO_LARGE error and the connection stays open.',
+    }),
+    WS_MAX_PAYLOAD_BYTES: Type.Integer({
+      minimum: 1024,
+      default: 65536,
+      description:
+        'Hard limit of one inbound WebSocket frame; a bigger frame closes the connection with code 1009 before it is buffered.',
+    }),
+    WS_AUTH_TIMEOUT_MS: Type.Integer({
+      minimum: 100,
+      default: 10000,
+      description:
+        'A WebSocket connection without a token must send `auth` or `join` a room within this time, or it is closed with code 4002.',
+    }),
+    WS_HEARTBEAT_INTERVAL_MS: Type.Integer({
+      minimum: 100,
+      default: 20000,
+      description:
+        'Ping interval of the WebSocket gateway; a socket that has not answered the previous ping is dropped. Also the presence refresh interval.',
+    }),
+    WS_PRESENCE_TTL_MS: Type.Integer({
+      minimum: 200,
+      default: 45000,
+      description:
+        'How long a presence entry lives without a refresh (at least 1.5 x WS_HEARTBEAT_INTERVAL_MS). Users of a crashed instance go offline within this plus half a heartbeat interval.',
+    }),
+    WS_RATE_PER_SECOND: Type.Number({
+      minimum: 0.1,
+      default: 20,
+      description:
+        'Sustained inbound WebSocket frames allowed per connection per second (token bucket refill).',
+    }),
+    WS_RATE_BURST: Type.Integer({
+      minimum: 1,
+      default: 40,
+      description: 'Inbound WebSocket frames a connection may send in a burst (token bucket size).',
+    }),
+    WS_FLOOD_CLOSE_AFTER: Type.Integer({
+      minimum: 1,
+      default: 20,
+      description:
+        'Consecutive rate-limited frames after which a flooding WebSocket connection is closed with code 4008.',
+    }),
+    WS_MAX_BUFFERED_BYTES: Type.Integer({
+      minimum: 1024,
+      default: 1048576,
+      description:
+        'Outbound bytes a WebSocket may have queued (not yet taken by the network); a slower client is closed with code 4009.',
+    }),
+    WS_MAX_ROOMS_PER_CONNECTION: Type.Integer({
+      minimum: 1,
+      default: 100,
+      description: 'Rooms one WebSocket connection may be joined to at once.',
+    }),
+    WS_HISTORY_MAX_LEN: Type.Integer({
+      minimum: 1,
+      default: 1000,
+      description:
+        'Events kept per room for reconnect recovery; a client that missed more is told to reload history.',
+    }),
+    WS_HISTORY_TTL_MS: Type.Integer({
+      minimum: 10000,
+      default: 3600000,
+      description:
+        'A room history is dropped this long after its last event while no instance has a client in the room (the recovery window of an idle room).',
+    }),
+    UPLOAD_MAX_BYTES: Type.Integer({
+      minimum: 1024,
+      maximum: 1073741824,
+      default: 10485760,
+      description:
+        'Largest file accepted by POST /v1/uploads (chat images and files) in bytes; bigger uploads get 413 UPLOAD_TOO_LARGE.',
+    }),
+    CHAT_GROUP_MAX_MEMBERS: Type.Integer({
+      minimum: 2,
+      maximum: 10000,
+      default: 256,
+      description: 'Most members a group conversation may have, its owner included.',
+    }),
     METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at /metrics.' }),
   },
   { additionalProperties: false },
@@ -243,6 +326,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
   if (Boolean(config.S3_ACCESS_KEY_ID) !== Boolean(config.S3_SECRET_ACCESS_KEY))
     throw new ConfigError('S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together');
+  if (config.WS_PRESENCE_TTL_MS < 1.5 * config.WS_HEARTBEAT_INTERVAL_MS)
+    throw new ConfigError(
+      `WS_PRESENCE_TTL_MS (${config.WS_PRESENCE_TTL_MS}) must be at least 1.5 x WS_HEARTBEAT_INTERVAL_MS (${config.WS_HEARTBEAT_INTERVAL_MS})`,
+    );
+  if (config.WS_MAX_PAYLOAD_BYTES < config.WS_MAX_MESSAGE_BYTES)
+    throw new ConfigError('WS_MAX_PAYLOAD_BYTES must be at least WS_MAX_MESSAGE_BYTES');
   return config;
 }
 

@@ -13,6 +13,8 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { registerAuthHooks } from './auth/auth-hooks.js';
 import { authRoutes } from './auth/auth-routes.js';
+import { chatRoutes } from './chat/chat-routes.js';
+import { uploadRoutes } from './chat/upload-routes.js';
 import { analyticsRoutes } from './commerce/analytics/analytics-routes.js';
 import { catalogRoutes } from './commerce/catalog/catalog-routes.js';
 import { couponRoutes } from './commerce/coupons/coupon-routes.js';
@@ -94,5 +96,7 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
   await app.register(orderRoutes, { orders: services.orders });
   await app.register(flashSaleRoutes, { flashSales: services.flashSales });
   await app.register(analyticsRoutes, { analytics: services.analytics });
+  await app.register(chatRoutes, { chat: services.chat });
+  await app.register(uploadRoutes, { uploads: services.uploads });
   return app;
 }

@@ -5,6 +5,8 @@
 import type { Migration } from 'kysely';
 import { authMigrations } from './auth/auth-migrations.js';
 import type { AuthTables } from './auth/auth-tables.js';
+import { chatMigrations } from './chat/chat-migrations.js';
+import type { ChatTables } from './chat/chat-tables.js';
 import { catalogMigrations } from './commerce/catalog/catalog-migrations.js';
 import type { CatalogTables } from './commerce/catalog/catalog-tables.js';
 import { couponMigrations } from './commerce/coupons/coupon-migrations.js';
@@ -20,7 +22,8 @@ export type Database = AuthTables &
   CatalogTables &
   CouponTables &
   OrderTables &
-  FlashSaleTables;
+  FlashSaleTables &
+  ChatTables;
 
 /** Names are globally ordered by their numeric prefix; a module never reuses another's number. */
 export const migrations: Record<string, Migration> = {
@@ -30,4 +33,5 @@ export const migrations: Record<string, Migration> = {
   ...couponMigrations,
   ...orderMigrations,
   ...flashSaleMigrations,
+  ...chatMigrations,
 };

@@ -122,9 +122,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       logger.info({ email: config.ADMIN_EMAIL }, 'created the bootstrap admin user');
 
     const app = await buildApp(services, { logger });
-    // Closers run in reverse: the HTTP server stops first, then jobs finish and pending writes flush.
+    // Closers run in reverse: WebSockets close first (an upgraded socket would hold
+    // app.close() open), then the HTTP server stops, then jobs finish and pending writes flush.
     closers.push(() => stopServices(services));
     closers.push(() => app.close());
+    closers.push(() => services.gateway.close());
+    services.gateway.attach(app.server);
     await startServices(services);
     await app.listen({ host: config.HOST, port: config.PORT });
     const address = app.server.address();

@@ -3,10 +3,15 @@
  * composition root (src/server.ts) and the tests, so both run the same graph.
  */
 import type { Config } from '../config/schema.js';
+import { Gateway, type GatewayLogger, gatewayOptionsFromConfig } from '../signaling/gateway.js';
 import { commerceExpiryJobs } from '../workers/commerce-expiry.js';
 import type { JobLogger, PeriodicJob } from '../workers/periodic-job.js';
 import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
+import { registerChatOnGateway } from './chat/chat-gateway.js';
+import { ChatService } from './chat/chat-service.js';
+import type { RoomPublisher } from './chat/room-publisher.js';
+import { UploadsService } from './chat/uploads-service.js';
 import { CommerceAnalytics } from './commerce/analytics/commerce-analytics.js';
 import { CatalogService } from './commerce/catalog/catalog-service.js';
 import { CouponsService } from './commerce/coupons/coupons-service.js';
@@ -34,8 +39,16 @@ export interface Services extends Adapters {
   orders: OrdersService;
   payments: PaymentProvider;
   analytics: CommerceAnalytics;
+  chat: ChatService;
+  uploads: UploadsService;
   /** Background jobs of this instance (reservation and order expiry). */
   jobs: PeriodicJob[];
+  /**
+   * The realtime gateway: `gateway.publish(room, event, data)` reaches clients
+   * on every instance. Serves `/ws` once the composition root attaches it to
+   * the HTTP server.
+   */
+  gateway: Gateway;
 }
 
 export interface CreateServicesOptions {
@@ -43,7 +56,9 @@ export interface CreateServicesOptions {
   jwtSecret: string;
   /** Replaces the built-in test payment provider. */
   payments?: PaymentProvider;
-  logger: JobLogger;
+  /** Where chat events go; default: the realtime gateway. */
+  chatPublisher?: RoomPublisher;
+  logger: JobLogger & GatewayLogger;
 }
 
 export function createServices(config: Config, adapters: Adapters, options: CreateServicesOptions): Services {
@@ -52,11 +67,28 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
   const users = new UsersService(db, tokens);
   const catalog = new CatalogService(db);
   const coupons = new CouponsService(db);
-  const flashSales = new FlashSalesService(db, adapters.engine, {
-    windowMs: config.FLASH_VELOCITY_WINDOW_MS,
-    perUserMax: config.FLASH_VELOCITY_PER_USER,
-    perIpMax: config.FLASH_VELOCITY_PER_IP,
+  const gateway = new Gateway({
+    ...gatewayOptionsFromConfig(config),
+    engine: adapters.engine,
+    tokens,
+    logger: options.logger,
   });
+  const flashSales = new FlashSalesService(
+    db,
+    adapters.engine,
+    {
+      windowMs: config.FLASH_VELOCITY_WINDOW_MS,
+      perUserMax: config.FLASH_VELOCITY_PER_USER,
+      perIpMax: config.FLASH_VELOCITY_PER_IP,
+    },
+    // Live stock goes to the stream's room; ephemeral: the sale's GET has the current value for late joiners.
+    ({ saleId, streamId, remaining }) => {
+      if (streamId)
+        gateway
+          .publish(`stream:${streamId}`, 'flash.stock', { saleId, remaining }, { ephemeral: true })
+          .catch((err: unknown) => options.logger.error({ err, saleId }, 'flash stock publish failed'));
+    },
+  );
   const payments = options.payments ?? new TestPaymentProvider();
   const orders = new OrdersService(db, coupons, flashSales, payments, {
     paymentTtlSeconds: config.ORDER_PAYMENT_TTL_SECONDS,
@@ -65,6 +97,18 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
   });
   const jobs = commerceExpiryJobs(flashSales, orders, config.SWEEP_INTERVAL_MS, options.logger);
   const analytics = new CommerceAnalytics(db);
+  const chat = new ChatService(db, {
+    // Chat events go out through the gateway: numbered per room, kept for recovery, on every instance.
+    publisher: options.chatPublisher ?? {
+      publish: async (room, event, data) => {
+        await gateway.publish(room, event, data);
+      },
+    },
+    maxGroupMembers: config.CHAT_GROUP_MAX_MEMBERS,
+    onPublishError: (err, room, event) => options.logger.error({ err, room, event }, 'chat publish failed'),
+  });
+  registerChatOnGateway(gateway, chat, db);
+  const uploads = new UploadsService(db, adapters.objectStore, { maxBytes: config.UPLOAD_MAX_BYTES });
   return {
     ...adapters,
     config,
@@ -76,7 +120,10 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     orders,
     payments,
     analytics,
+    chat,
+    uploads,
     jobs,
+    gateway,
   };
 }
 
@@ -88,6 +135,7 @@ export async function startServices(services: Services): Promise<void> {
 
 /** Stops jobs and flushes pending writes; adapters stay open (the caller closes them). */
 export async function stopServices(services: Services): Promise<void> {
+  await services.gateway.close();
   await Promise.all(services.jobs.map((j) => j.stop()));
   await services.flashSales.stop();
 }

@@ -67,9 +67,41 @@ export const ErrorCatalogue = {
   RESERVATION_NOT_FOUND: { status: 404, message: 'No such reservation' },
   RESERVATION_EXPIRED: { status: 409, message: 'The reservation has expired' },
   VELOCITY_LIMITED: { status: 429, message: 'Too many purchase attempts; slow down' },
+  // chat
+  CHAT_CONVERSATION_NOT_FOUND: { status: 404, message: 'No such conversation' },
+  CHAT_MESSAGE_NOT_FOUND: { status: 404, message: 'No such message in this conversation' },
+  CHAT_MEMBER_NOT_FOUND: { status: 404, message: 'This user is not a member of the conversation' },
+  CHAT_NOT_OWNER: { status: 403, message: 'Only the owner of the conversation may do this' },
+  CHAT_NOT_SENDER: { status: 403, message: 'Only the sender may do this to the message' },
+  CHAT_NOT_GROUP: { status: 409, message: 'Members of a direct conversation cannot change' },
+  CHAT_GROUP_FULL: { status: 409, message: 'The group has reached its member limit' },
+  CHAT_MESSAGE_DELETED: { status: 409, message: 'The message has been deleted' },
+  CHAT_MESSAGE_NOT_EDITABLE: { status: 409, message: 'Only text messages can be edited' },
+  CHAT_CLIENT_ID_REUSED: {
+    status: 422,
+    message: 'This clientId was already used for a different message',
+  },
+  CHAT_ATTACHMENT_INVALID: { status: 422, message: 'The attachment is not a valid upload of yours' },
+  CHAT_SEQ_OUT_OF_RANGE: { status: 400, message: 'seq is beyond the latest message of the conversation' },
+  // uploads
+  UPLOAD_TOO_LARGE: { status: 413, message: 'The file is larger than the upload limit' },
+  UPLOAD_TYPE_UNSUPPORTED: { status: 415, message: 'This file type cannot be uploaded' },
+  UPLOAD_EMPTY: { status: 400, message: 'The upload has no content' },
+  UPLOAD_NAME_INVALID: { status: 400, message: 'The x-file-name header is not a usable file name' },
   // object store
   OBJECT_KEY_INVALID: { status: 400, message: 'Invalid object key' },
   RANGE_NOT_SATISFIABLE: { status: 416, message: 'Requested range not satisfiable' },
+  // realtime protocol (WebSocket /ws; see docs/protocol.md)
+  PROTOCOL_INVALID_FRAME: {
+    status: 400,
+    message: 'The frame is not a JSON object of the form {t, id?, d?}',
+  },
+  PROTOCOL_UNKNOWN_TYPE: { status: 400, message: 'Unknown message type' },
+  FRAME_TOO_LARGE: { status: 413, message: 'The frame is too large' },
+  ROOM_INVALID: { status: 400, message: 'No such room type or malformed room name' },
+  ROOM_FORBIDDEN: { status: 403, message: 'You may not do this in this room' },
+  NOT_JOINED: { status: 409, message: 'Join the room first' },
+  TOO_MANY_ROOMS: { status: 429, message: 'This connection has joined too many rooms' },
   // server side
   SERVICE_UNAVAILABLE: { status: 503, message: 'A backing service is unavailable' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down' },

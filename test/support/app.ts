@@ -29,6 +29,8 @@ export interface TestAppOptions {
   databaseUrl?: string;
   /** Redis URL; default: the in-memory engine. */
   redisUrl?: string;
+  /** Engine key prefix; give two apps the same one to make them instances of one deployment. Default: unique. */
+  redisKeyPrefix?: string;
   /** Start background jobs (expiry sweeps). Default false: tests drive them with `runOnce`. */
   backgroundJobs?: boolean;
 }
@@ -45,7 +47,10 @@ export async function createTestApp(
     ...env,
   });
   const db = await openDb<Database>({ url: options.databaseUrl, dataDir, migrations });
-  const engine = createEngine({ redisUrl: options.redisUrl, keyPrefix: `test:${randomUUID()}:` });
+  const engine = createEngine({
+    redisUrl: options.redisUrl,
+    keyPrefix: options.redisKeyPrefix ?? `test:${randomUUID()}:`,
+  });
   const objectStore = createObjectStore({ dataDir, localPublicBaseUrl: 'http://localhost/media' });
   const logger = { error: (obj: object, msg: string) => console.error(msg, obj) };
   const services = createServices(

@@ -93,10 +93,20 @@ export class FlashSalesService {
   private readonly publishTimers = new Map<string, { timer: NodeJS.Timeout; stock: number }>();
   private unsubscribe?: () => Promise<void>;
 
+  /**
+   * @param onStock called on the instance that changed a sale's stock (at most
+   *   every 200 ms per sale, the last value always), so the live room of the
+   *   sale's stream can show "12 left"; other instances hear it on the bus.
+   */
   constructor(
     private readonly db: Db,
     private readonly engine: Engine,
     private readonly velocity: VelocityLimits,
+    private readonly onStock?: (update: {
+      saleId: string;
+      streamId: string | null;
+      remaining: number;
+    }) => void,
   ) {
     this.hot = new FlashSaleEngine(engine);
     this.writer = new ReservationWriter(db);
@@ -449,6 +459,16 @@ export class FlashSalesService {
       this.engine
         .publish(FLASH_STOCK_CHANNEL, JSON.stringify({ saleId, stock: value }))
         .catch(() => undefined);
+      if (this.onStock) {
+        const onStock = this.onStock;
+        const known = this.meta.get(saleId);
+        if (known) onStock({ saleId, streamId: known.row.stream_id, remaining: value });
+        else
+          this.loadMeta(saleId).then(
+            (m) => onStock({ saleId, streamId: m.row.stream_id, remaining: value }),
+            () => undefined,
+          );
+      }
     };
     send(stock);
     if (now) return;

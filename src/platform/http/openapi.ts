@@ -46,6 +46,7 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
         { name: 'orders', description: 'In-stream checkout, payment, cancellation' },
         { name: 'flash-sales', description: 'Time-boxed sales that never oversell' },
         { name: 'analytics', description: 'Commerce figures per stream and per sale' },
+        { name: 'chat', description: 'Conversations, messages, receipts and uploads' },
       ],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },

@@ -27,9 +27,14 @@ type ValidatorFactory = NonNullable<
   NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
 >;
 
+/** An Ajv for untrusted JSON (HTTP bodies, WebSocket frames): formats checked, no coercion, nothing stripped. */
+export function createStrictAjv(): Ajv {
+  return addFormats(new Ajv({ ...common, coerceTypes: false }));
+}
+
 /** Builds the per-context validator compiler; `externalSchemas` are those added with `addSchema`. */
 function buildCompiler(externalSchemas: Record<string, unknown> = {}): FastifySchemaCompiler<unknown> {
-  const bodyAjv = addFormats(new Ajv({ ...common, coerceTypes: false }));
+  const bodyAjv = createStrictAjv();
   const textAjv = addFormats(new Ajv({ ...common, coerceTypes: 'array' }));
   for (const schema of Object.values(externalSchemas)) {
     bodyAjv.addSchema(schema as object);
