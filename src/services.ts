@@ -10,6 +10,7 @@ import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
 import { registerChatOnGateway } from './chat/chat-gateway.js';
 import { ChatService } from './chat/chat-service.js';
+import { LiveChat, registerLiveChatOnGateway } from './chat/live-chat.js';
 import type { RoomPublisher } from './chat/room-publisher.js';
 import { UploadsService } from './chat/uploads-service.js';
 import { CommerceAnalytics } from './commerce/analytics/commerce-analytics.js';
@@ -40,6 +41,8 @@ export interface Services extends Adapters {
   payments: PaymentProvider;
   analytics: CommerceAnalytics;
   chat: ChatService;
+  /** Chat and moderation in live streams' public rooms. */
+  liveChat: LiveChat;
   uploads: UploadsService;
   /** Background jobs of this instance (reservation and order expiry). */
   jobs: PeriodicJob[];
@@ -108,6 +111,8 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     onPublishError: (err, room, event) => options.logger.error({ err, room, event }, 'chat publish failed'),
   });
   registerChatOnGateway(gateway, chat, db);
+  const liveChat = new LiveChat(adapters.engine, gateway);
+  registerLiveChatOnGateway(gateway, liveChat);
   const uploads = new UploadsService(db, adapters.objectStore, { maxBytes: config.UPLOAD_MAX_BYTES });
   return {
     ...adapters,
@@ -121,6 +126,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     payments,
     analytics,
     chat,
+    liveChat,
     uploads,
     jobs,
     gateway,

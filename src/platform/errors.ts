@@ -69,6 +69,9 @@ export const ErrorCatalogue = {
   VELOCITY_LIMITED: { status: 429, message: 'Too many purchase attempts; slow down' },
   // chat
   CHAT_CONVERSATION_NOT_FOUND: { status: 404, message: 'No such conversation' },
+  CHAT_BANNED: { status: 403, message: 'You are banned from this chat' },
+  CHAT_MUTED: { status: 403, message: 'You are muted in this chat for now' },
+  CHAT_SLOW_MODE: { status: 429, message: 'Slow mode is on: wait before sending again' },
   CHAT_MESSAGE_NOT_FOUND: { status: 404, message: 'No such message in this conversation' },
   CHAT_MEMBER_NOT_FOUND: { status: 404, message: 'This user is not a member of the conversation' },
   CHAT_NOT_OWNER: { status: 403, message: 'Only the owner of the conversation may do this' },
