@@ -10,7 +10,8 @@ export default defineConfig({
       'signaling/**/*.test.ts',
       'workers/**/*.test.ts',
     ],
-    testTimeout: 30_000,
+    // A guard against hangs, not a performance bound: the 2-core CI box runs several suites at once.
+    testTimeout: 60_000,
     hookTimeout: 60_000,
     // Two cores: keep parallelism small so process-spawning tests are not starved.
     pool: 'forks',

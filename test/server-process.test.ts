@@ -29,7 +29,9 @@ afterAll(() => {
 });
 
 describe('server process on embedded defaults', () => {
-  it('starts with no Redis, Postgres or S3, answers health, keeps data across a restart, and stops on SIGTERM', async () => {
+  it('starts with no Redis, Postgres or S3, answers health, keeps data across a restart, and stops on SIGTERM', {
+    timeout: 180_000,
+  }, async () => {
     const dataDir = tempDir();
     const first = await startServerProcess({ DATA_DIR: dataDir });
     try {
@@ -93,7 +95,9 @@ describe('server process on embedded defaults', () => {
 });
 
 await describeWithService('server process on PostgreSQL + Redis', probePostgres, () => {
-  it('reports each real adapter in /readyz; Redis down → 503 with the reason; Redis back → ready without a restart', async () => {
+  it('reports each real adapter in /readyz; Redis down → 503 with the reason; Redis back → ready without a restart', {
+    timeout: 120_000,
+  }, async () => {
     const { url: databaseUrl, drop } = await createTestDatabase();
     const redisPort = await freePort();
     let redis: ChildProcess | undefined = await startRedis(redisPort);
