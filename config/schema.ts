@@ -234,6 +234,24 @@ export const ConfigSchema = Type.Object(
       description:
         'A room history is dropped this long after its last event while no instance has a client in the room (the recovery window of an idle room).',
     }),
+    RTMP_PORT: Port(
+      'RTMP ingest port: OBS publishes to rtmp://HOST:RTMP_PORT/live with the stream key.',
+      1935,
+    ),
+    RTMP_PUBLIC_URL: Type.Optional(
+      Type.String({
+        pattern: '^rtmps?://[^\\s]+$',
+        description:
+          'RTMP server URL shown to streamers for OBS ("Server"; the key goes in its own field), e.g. rtmp://live.example.com/live. Default: rtmp://<host of PUBLIC_BASE_URL>:RTMP_PORT/live.',
+      }),
+    ),
+    STREAM_RECONNECT_GRACE_MS: Type.Integer({
+      minimum: 1000,
+      maximum: 3600000,
+      default: 10000,
+      description:
+        'How long a live stream waits for its publisher to come back after it disconnects (a reconnect continues the same stream) before it ends.',
+    }),
     UPLOAD_MAX_BYTES: Type.Integer({
       minimum: 1024,
       maximum: 1073741824,

@@ -20,6 +20,7 @@ import { catalogRoutes } from './commerce/catalog/catalog-routes.js';
 import { couponRoutes } from './commerce/coupons/coupon-routes.js';
 import { flashSaleRoutes } from './commerce/flash-sales/flash-sale-routes.js';
 import { orderRoutes } from './commerce/orders/orders-routes.js';
+import { liveRoutes } from './live/live-routes.js';
 import { registerErrorHandling, toAppError } from './platform/http/error-handler.js';
 import { registerHealthRoutes } from './platform/http/health-routes.js';
 import { registerMediaRoutes } from './platform/http/media-routes.js';
@@ -98,5 +99,6 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
   await app.register(analyticsRoutes, { analytics: services.analytics });
   await app.register(chatRoutes, { chat: services.chat });
   await app.register(uploadRoutes, { uploads: services.uploads });
+  await app.register(liveRoutes, { liveStreams: services.liveStreams });
   return app;
 }

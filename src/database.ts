@@ -15,6 +15,8 @@ import { flashSaleMigrations } from './commerce/flash-sales/flash-sale-migration
 import type { FlashSaleTables } from './commerce/flash-sales/flash-sale-tables.js';
 import { orderMigrations } from './commerce/orders/order-migrations.js';
 import type { OrderTables } from './commerce/orders/order-tables.js';
+import { liveMigrations } from './live/live-migrations.js';
+import type { LiveTables } from './live/live-tables.js';
 import { type IdempotencyTables, idempotencyMigrations } from './platform/idempotency/idempotency.js';
 
 export type Database = AuthTables &
@@ -23,7 +25,8 @@ export type Database = AuthTables &
   CouponTables &
   OrderTables &
   FlashSaleTables &
-  ChatTables;
+  ChatTables &
+  LiveTables;
 
 /** Names are globally ordered by their numeric prefix; a module never reuses another's number. */
 export const migrations: Record<string, Migration> = {
@@ -34,4 +37,5 @@ export const migrations: Record<string, Migration> = {
   ...orderMigrations,
   ...flashSaleMigrations,
   ...chatMigrations,
+  ...liveMigrations,
 };

@@ -5,7 +5,7 @@
 import type { Config } from '../config/schema.js';
 import { Gateway, type GatewayLogger, gatewayOptionsFromConfig } from '../signaling/gateway.js';
 import { commerceExpiryJobs } from '../workers/commerce-expiry.js';
-import type { JobLogger, PeriodicJob } from '../workers/periodic-job.js';
+import { type JobLogger, PeriodicJob } from '../workers/periodic-job.js';
 import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
 import { registerChatOnGateway } from './chat/chat-gateway.js';
@@ -20,6 +20,7 @@ import { FlashSalesService } from './commerce/flash-sales/flash-sales-service.js
 import { OrdersService } from './commerce/orders/orders-service.js';
 import { type PaymentProvider, TestPaymentProvider } from './commerce/orders/payment-provider.js';
 import type { Database } from './database.js';
+import { LiveStreamsService, rtmpServerUrl } from './live/live-streams-service.js';
 import type { DbHandle } from './platform/db/db.js';
 import type { Engine } from './platform/engine/engine.js';
 import type { ObjectStore } from './platform/object-store/object-store.js';
@@ -44,7 +45,9 @@ export interface Services extends Adapters {
   /** Chat and moderation in live streams' public rooms. */
   liveChat: LiveChat;
   uploads: UploadsService;
-  /** Background jobs of this instance (reservation and order expiry). */
+  /** Live streams: keys, schedule, lifecycle, featured products and pins. */
+  liveStreams: LiveStreamsService;
+  /** Background jobs of this instance (reservation and order expiry, abandoned live streams). */
   jobs: PeriodicJob[];
   /**
    * The realtime gateway: `gateway.publish(room, event, data)` reaches clients
@@ -114,6 +117,24 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
   const liveChat = new LiveChat(adapters.engine, gateway);
   registerLiveChatOnGateway(gateway, liveChat);
   const uploads = new UploadsService(db, adapters.objectStore, { maxBytes: config.UPLOAD_MAX_BYTES });
+  const liveStreams = new LiveStreamsService(db, {
+    gateway,
+    objectStore: adapters.objectStore,
+    flashSales,
+    rtmpUrl: rtmpServerUrl(config),
+    reconnectGraceMs: config.STREAM_RECONNECT_GRACE_MS,
+    onPublishError: (err, room, event) =>
+      options.logger.error({ err, room, event }, 'stream event publish failed'),
+  });
+  // Ends live streams whose publisher left (or whose ingest died) more than the grace period ago.
+  jobs.push(
+    new PeriodicJob(
+      'live-stream-abandon',
+      liveStreams.publisherHeartbeatMs,
+      () => liveStreams.endAbandoned(),
+      options.logger,
+    ),
+  );
   return {
     ...adapters,
     config,
@@ -128,6 +149,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     chat,
     liveChat,
     uploads,
+    liveStreams,
     jobs,
     gateway,
   };

@@ -86,6 +86,10 @@ export const ErrorCatalogue = {
   },
   CHAT_ATTACHMENT_INVALID: { status: 422, message: 'The attachment is not a valid upload of yours' },
   CHAT_SEQ_OUT_OF_RANGE: { status: 400, message: 'seq is beyond the latest message of the conversation' },
+  // live streams
+  STREAM_NOT_FOUND: { status: 404, message: 'No such stream' },
+  STREAM_ENDED: { status: 409, message: 'The stream has ended' },
+  STREAM_STATE_INVALID: { status: 409, message: 'The stream is not in a state that allows this' },
   // uploads
   UPLOAD_TOO_LARGE: { status: 413, message: 'The file is larger than the upload limit' },
   UPLOAD_TYPE_UNSUPPORTED: { status: 415, message: 'This file type cannot be uploaded' },

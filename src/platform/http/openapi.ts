@@ -47,6 +47,7 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
         { name: 'flash-sales', description: 'Time-boxed sales that never oversell' },
         { name: 'analytics', description: 'Commerce figures per stream and per sale' },
         { name: 'chat', description: 'Conversations, messages, receipts and uploads' },
+        { name: 'live', description: 'Live streams: keys, schedule, status, featured products, pins' },
       ],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },

@@ -1,0 +1,92 @@
+import { type Kysely, type Migration, sql } from 'kysely';
+
+export const liveMigrations: Record<string, Migration> = {
+  '0300_live_streams': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('streams')
+        .addColumn('id', 'uuid', (c) => c.primaryKey())
+        .addColumn('public_id', 'text', (c) =>
+          c.notNull().unique().check(sql`public_id ~ '^[A-Za-z0-9]{10}$'`),
+        )
+        .addColumn('owner_id', 'uuid', (c) => c.notNull().references('users.id'))
+        .addColumn('title', 'text', (c) => c.notNull())
+        .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('scheduled','live','ended')`))
+        .addColumn('scheduled_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('started_at', 'timestamptz')
+        .addColumn('ended_at', 'timestamptz')
+        .addColumn('end_reason', 'text', (c) => c.check(sql`end_reason in ('publisher_gone','ingest_error')`))
+        .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('key_prefix', 'text', (c) => c.notNull())
+        .addColumn('key_revoked_at', 'timestamptz')
+        .addColumn('recording', 'boolean', (c) => c.notNull().defaultTo(true))
+        .addColumn('publisher_session', 'text')
+        .addColumn('publisher_seen_at', 'timestamptz')
+        .addColumn('media_origin_at', 'timestamptz')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addCheckConstraint(
+          'streams_lifecycle',
+          sql`(status = 'scheduled' and started_at is null and ended_at is null)
+            or (status = 'live' and started_at is not null and ended_at is null)
+            or (status = 'ended' and ended_at is not null)`,
+        )
+        .execute();
+      await db.schema
+        .createIndex('streams_owner')
+        .on('streams')
+        .columns(['owner_id', 'created_at'])
+        .execute();
+      await db.schema
+        .createIndex('streams_status_scheduled')
+        .on('streams')
+        .columns(['status', 'scheduled_at'])
+        .execute();
+      await db.schema
+        .createIndex('streams_live')
+        .on('streams')
+        .column('publisher_seen_at')
+        .where(sql.ref('status'), '=', 'live')
+        .execute();
+      await db.schema
+        .createTable('stream_products')
+        .addColumn('stream_id', 'uuid', (c) => c.notNull().references('streams.id').onDelete('cascade'))
+        .addColumn('product_id', 'uuid', (c) => c.notNull().references('products.id'))
+        .addColumn('position', 'integer', (c) => c.notNull().check(sql`position >= 0`))
+        .addPrimaryKeyConstraint('stream_products_pk', ['stream_id', 'position'])
+        .addUniqueConstraint('stream_products_once', ['stream_id', 'product_id'])
+        .execute();
+      await db.schema
+        .createTable('stream_pins')
+        .addColumn('id', 'uuid', (c) => c.primaryKey())
+        .addColumn('stream_id', 'uuid', (c) => c.notNull().references('streams.id').onDelete('cascade'))
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('product','coupon')`))
+        .addColumn('product_id', 'uuid', (c) => c.references('products.id'))
+        .addColumn('coupon_code', 'text')
+        .addColumn('media_time_ms', 'bigint', (c) => c.check(sql`media_time_ms >= 0`))
+        .addColumn('pinned_by', 'uuid', (c) => c.notNull())
+        .addColumn('pinned_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('unpinned_at', 'timestamptz')
+        .addCheckConstraint(
+          'stream_pins_target',
+          sql`(kind = 'product' and product_id is not null and coupon_code is null)
+            or (kind = 'coupon' and coupon_code is not null and product_id is null)`,
+        )
+        .execute();
+      // At most one current pin per stream.
+      await db.schema
+        .createIndex('stream_pins_current')
+        .on('stream_pins')
+        .column('stream_id')
+        .unique()
+        .where(sql.ref('unpinned_at'), 'is', null)
+        .execute();
+      await db.schema
+        .createIndex('stream_pins_stream')
+        .on('stream_pins')
+        .columns(['stream_id', 'pinned_at'])
+        .execute();
+    },
+  },
+};

@@ -1,0 +1,73 @@
+import type { ColumnType, Generated } from 'kysely';
+
+export const STREAM_STATUSES = ['scheduled', 'live', 'ended'] as const;
+export type StreamStatus = (typeof STREAM_STATUSES)[number];
+
+/**
+ * Why a stream ended: its publisher left and did not come back within the
+ * grace period (or its ingest died), or the ingest gave up on it.
+ */
+export const STREAM_END_REASONS = ['publisher_gone', 'ingest_error'] as const;
+export type StreamEndReason = (typeof STREAM_END_REASONS)[number];
+
+export interface StreamsTable {
+  id: string;
+  /**
+   * Short url-safe id (10 base62 characters) used in public URLs, the realtime
+   * room `stream:<public_id>`, the HLS path `live/<public_id>/` and as the
+   * free-text `stream_id` of flash sales, orders and coupons.
+   */
+  public_id: string;
+  owner_id: string;
+  title: string;
+  description: Generated<string>;
+  status: StreamStatus;
+  scheduled_at: Date;
+  started_at: Date | null;
+  ended_at: Date | null;
+  end_reason: StreamEndReason | null;
+  /** sha256 (hex) of the stream key; the key itself is never stored. */
+  key_hash: string;
+  /** The key's first characters ("sk_" and 4 more), to tell keys apart in the studio. */
+  key_prefix: string;
+  key_revoked_at: Date | null;
+  recording: Generated<boolean>;
+  /** The ingest session holding the publisher right now; null after an unpublish. */
+  publisher_session: string | null;
+  /** Last time an ingest confirmed the publisher (heartbeat), or when it left. */
+  publisher_seen_at: Date | null;
+  /** Wall-clock time of media time 0 of the stream's timeline, once the ingest knows it. */
+  media_origin_at: Date | null;
+  created_at: Generated<Date>;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
+/** Featured products of a stream, in display order. */
+export interface StreamProductsTable {
+  stream_id: string;
+  product_id: string;
+  position: number;
+}
+
+export type StreamPinKind = 'product' | 'coupon';
+
+/** Pins shown over the player; the current pin is the latest one not unpinned (at most one). */
+export interface StreamPinsTable {
+  id: string;
+  stream_id: string;
+  kind: StreamPinKind;
+  product_id: string | null;
+  /** Upper case, as stored in `coupons.code`. */
+  coupon_code: string | null;
+  /** The stream's media time at the pin, when known. */
+  media_time_ms: number | null;
+  pinned_by: string;
+  pinned_at: Generated<Date>;
+  unpinned_at: Date | null;
+}
+
+export interface LiveTables {
+  streams: StreamsTable;
+  stream_products: StreamProductsTable;
+  stream_pins: StreamPinsTable;
+}
