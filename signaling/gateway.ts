@@ -481,13 +481,22 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         authError = isAppError(err) ? err : new AppError('TOKEN_INVALID');
       }
     }
+    const ip = req.socket.remoteAddress ?? '';
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = new Connection(randomUUID(), ws, req.socket.remoteAddress ?? '', user, this.limits, (c) =>
-        this.evict(c, 'slow_consumer', CloseCode.SLOW_CONSUMER, 'slow consumer'),
+      this.onConnection(
+        new Connection(randomUUID(), ws, ip, user, this.limits, this.onSlowConsumer),
+        token,
+        authError,
       );
-      this.onConnection(conn, token, authError);
     });
   }
+
+  /**
+   * Shared by every connection: a handler created per upgrade would keep that
+   * upgrade's request (headers, token) alive as long as the socket.
+   */
+  private readonly onSlowConsumer = (conn: Connection): void =>
+    this.evict(conn, 'slow_consumer', CloseCode.SLOW_CONSUMER, 'slow consumer');
 
   private onConnection(conn: Connection, token: string | null, authError: AppError | undefined): void {
     const { ws } = conn;
