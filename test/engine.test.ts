@@ -26,6 +26,7 @@ import { MemoryEngine } from '../src/platform/engine/memory-engine.js';
 import { MemoryStore } from '../src/platform/engine/memory-store.js';
 import { RedisEngine } from '../src/platform/engine/redis-engine.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
+import { deleteByPrefix, probeRedis } from './support/redis.js';
 
 const POLL = { timeout: 10_000, interval: 20 };
 
@@ -945,30 +946,6 @@ function differentialSuite(): void {
 }
 
 // ---- redis -------------------------------------------------------------------------
-
-/** Resolves when Redis at `url` answers, for the gate. */
-async function probeRedis(url: string): Promise<void> {
-  const engine = new RedisEngine({ url, checkTimeoutMs: 2000 });
-  try {
-    await engine.check();
-  } finally {
-    await engine.close();
-  }
-}
-
-async function deleteByPrefix(url: string, prefix: string): Promise<void> {
-  const client = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await client.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
-}
 
 async function freePort(): Promise<number> {
   const server = createServer();

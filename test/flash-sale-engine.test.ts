@@ -24,6 +24,7 @@ import type { Engine } from '../src/platform/engine/engine.js';
 import { MemoryEngine } from '../src/platform/engine/memory-engine.js';
 import { RedisEngine } from '../src/platform/engine/redis-engine.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
+import { deleteByPrefix, probeRedis } from './support/redis.js';
 
 const POLL = { timeout: 10_000, interval: 20 };
 const HOUR = 3_600_000;
@@ -790,30 +791,6 @@ describe('FlashSaleEngine on a fake clock (memory)', () => {
 });
 
 // ---- redis ---------------------------------------------------------------------------------
-
-/** Resolves when Redis at `url` answers, for the gate. */
-async function probeRedis(url: string): Promise<void> {
-  const engine = new RedisEngine({ url, checkTimeoutMs: 2000 });
-  try {
-    await engine.check();
-  } finally {
-    await engine.close();
-  }
-}
-
-async function deleteByPrefix(url: string, prefix: string): Promise<void> {
-  const client = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await client.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
-}
 
 /**
  * The same seeded sequence of operations on both adapters; every answer must

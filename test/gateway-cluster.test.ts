@@ -14,7 +14,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { Gateway } from '../signaling/gateway.js';
 import {
@@ -30,6 +29,7 @@ import { createEngine } from '../src/platform/engine/create-engine.js';
 import type { Engine } from '../src/platform/engine/engine.js';
 import { MemoryEngine } from '../src/platform/engine/memory-engine.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
+import { deleteByPrefix, probeRedis } from './support/redis.js';
 import { type ServerProcess, startServerProcess } from './support/server-process.js';
 import {
   startTestGateway,
@@ -47,30 +47,6 @@ const track = <T extends { close(): Promise<void> | void }>(thing: T): T => {
   opened.push(thing);
   return thing;
 };
-
-async function probeRedis(url: string): Promise<void> {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000 });
-  try {
-    await client.connect();
-    await client.ping();
-  } finally {
-    client.disconnect();
-  }
-}
-
-async function deleteByPrefix(url: string, keyPrefix: string): Promise<void> {
-  const client = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await client.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
-}
 
 function expectContiguous(events: Array<{ seq?: number }>, from: number, to: number): void {
   expect(events.map((e) => e.seq)).toEqual(Array.from({ length: to - from + 1 }, (_, i) => from + i));
