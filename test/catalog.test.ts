@@ -10,33 +10,20 @@ import { type Migration, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authMigrations } from '../src/auth/auth-migrations.js';
 import type { AuthTables } from '../src/auth/auth-tables.js';
-import type { AuthUser, Role } from '../src/auth/permissions.js';
+import type { AuthUser } from '../src/auth/permissions.js';
 import { buildCartLines } from '../src/commerce/catalog/cart.js';
 import { catalogMigrations } from '../src/commerce/catalog/catalog-migrations.js';
 import { CatalogService, type NewProduct, type Product } from '../src/commerce/catalog/catalog-service.js';
 import type { CatalogTables } from '../src/commerce/catalog/catalog-tables.js';
 import { type DbHandle, openDb } from '../src/platform/db/db.js';
-import { AppError } from '../src/platform/errors.js';
 import { createTestApp, type TestApp } from './support/app.js';
+import { actor, failure } from './support/failures.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService } from './support/real-services.js';
 
 const testMigrations: Record<string, Migration> = { ...authMigrations, ...catalogMigrations };
 /** Wider than the catalog's tables on purpose: the service must accept any database that includes them. */
 type TestDb = AuthTables & CatalogTables;
-
-const actor = (...roles: Role[]): AuthUser => ({ id: randomUUID(), roles, displayName: roles.join('+') });
-
-/** Resolves to the AppError code a promise rejects with (and its details). */
-async function failure(p: Promise<unknown>): Promise<{ code: string; details: Record<string, unknown> }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof AppError) return { code: err.code, details: err.details ?? {} };
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 let seq = 0;
 function newProduct(over: Partial<NewProduct> = {}): NewProduct {

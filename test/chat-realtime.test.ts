@@ -7,9 +7,10 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from './support/app.js';
 import { insertProduct } from './support/commerce.js';
+import { wsCodeOf } from './support/failures.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
-import { WsClient, WsRequestError } from './support/ws-client.js';
+import { WsClient } from './support/ws-client.js';
 
 interface Instance {
   t: TestApp;
@@ -21,15 +22,6 @@ async function listen(t: TestApp): Promise<Instance> {
   t.gateway.attach(t.app.server);
   return { t, base: `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}` };
 }
-
-const codeOf = async (p: Promise<unknown>) => {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return err instanceof WsRequestError ? err.code : String(err);
-  }
-};
 
 function chatRealtimeSuite(
   makeInstances: () => Promise<{ one: Instance; two: Instance; cleanup: () => Promise<void> }>,
@@ -159,20 +151,22 @@ function chatRealtimeSuite(
     });
     const conversationId = created.json().id as string;
     const e = await connect(two, eve.token);
-    expect(await codeOf(e.request('join', { room: `conv:${conversationId}` }))).toBe('ROOM_FORBIDDEN');
-    expect(await codeOf(e.request('chat.send', { conversationId, type: 'text', body: 'hi' }))).toBe(
+    expect(await wsCodeOf(e.request('join', { room: `conv:${conversationId}` }))).toBe('ROOM_FORBIDDEN');
+    expect(await wsCodeOf(e.request('chat.send', { conversationId, type: 'text', body: 'hi' }))).toBe(
       'CHAT_CONVERSATION_NOT_FOUND',
     );
-    expect(await codeOf(e.request('chat.typing', { conversationId }))).toBe('CHAT_CONVERSATION_NOT_FOUND');
+    expect(await wsCodeOf(e.request('chat.typing', { conversationId }))).toBe('CHAT_CONVERSATION_NOT_FOUND');
     const a = await connect(one, ann.token);
-    expect(await codeOf(a.request('chat.send', { conversationId, type: 'text' }))).toBe('VALIDATION_FAILED');
-    expect(
-      await codeOf(a.request('chat.send', { conversationId, type: 'text', body: 'x', admin: true })),
-    ).toBe('VALIDATION_FAILED');
-    expect(await codeOf(a.request('chat.send', { conversationId: 'nope', type: 'text', body: 'x' }))).toBe(
+    expect(await wsCodeOf(a.request('chat.send', { conversationId, type: 'text' }))).toBe(
       'VALIDATION_FAILED',
     );
-    expect(await codeOf(a.request('chat.read', { conversationId, seq: -1 }))).toBe('VALIDATION_FAILED');
+    expect(
+      await wsCodeOf(a.request('chat.send', { conversationId, type: 'text', body: 'x', admin: true })),
+    ).toBe('VALIDATION_FAILED');
+    expect(await wsCodeOf(a.request('chat.send', { conversationId: 'nope', type: 'text', body: 'x' }))).toBe(
+      'VALIDATION_FAILED',
+    );
+    expect(await wsCodeOf(a.request('chat.read', { conversationId, seq: -1 }))).toBe('VALIDATION_FAILED');
     // the connection survived all of it
     expect(await a.request('ping')).toMatchObject({ ts: expect.any(Number) });
     const stored = await one.t.db.db

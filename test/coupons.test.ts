@@ -11,7 +11,6 @@ import type { Kysely, Migration } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authMigrations } from '../src/auth/auth-migrations.js';
 import type { AuthTables } from '../src/auth/auth-tables.js';
-import type { AuthUser, Role } from '../src/auth/permissions.js';
 import { catalogMigrations } from '../src/commerce/catalog/catalog-migrations.js';
 import { CatalogService, type Product } from '../src/commerce/catalog/catalog-service.js';
 import type { CatalogTables } from '../src/commerce/catalog/catalog-tables.js';
@@ -20,9 +19,10 @@ import type { CouponContext } from '../src/commerce/coupons/coupon-rules.js';
 import type { CouponTables } from '../src/commerce/coupons/coupon-tables.js';
 import { CouponsService, type NewCoupon } from '../src/commerce/coupons/coupons-service.js';
 import { type DbHandle, openDb } from '../src/platform/db/db.js';
-import { AppError } from '../src/platform/errors.js';
+import type { AppError } from '../src/platform/errors.js';
 import { createTestApp, type TestApp } from './support/app.js';
 import { couponRow } from './support/commerce.js';
+import { actor, failure } from './support/failures.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService } from './support/real-services.js';
 
@@ -48,18 +48,6 @@ const testMigrations: Record<string, Migration> = {
     },
   },
 };
-
-const actor = (...roles: Role[]): AuthUser => ({ id: randomUUID(), roles, displayName: roles.join('+') });
-
-async function failure(p: Promise<unknown>): Promise<{ code: string; details: Record<string, unknown> }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof AppError) return { code: err.code, details: err.details ?? {} };
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 let seq = 0;
 const code = (prefix = 'C') => `${prefix}${++seq}_${randomUUID().slice(0, 6)}`.toUpperCase();

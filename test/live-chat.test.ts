@@ -6,17 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from './support/app.js';
+import { wsCodeOf } from './support/failures.js';
 import { waitFor } from './support/server-process.js';
 import { WsClient, WsRequestError } from './support/ws-client.js';
-
-const codeOf = async (p: Promise<unknown>) => {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return err instanceof WsRequestError ? err.code : String(err);
-  }
-};
 
 describe('live chat with moderation', () => {
   let t: TestApp;
@@ -59,8 +51,8 @@ describe('live chat with moderation', () => {
     });
     const [msg] = await anon.waitForEvents(room, 1, 10_000, 'chat.message');
     expect(msg!.d).toMatchObject({ id: sent.id, body: 'love these!' });
-    expect(await codeOf(anon.request('live.chat.send', { streamId, body: 'hi' }))).toBe('UNAUTHENTICATED');
-    expect(await codeOf(f.request('live.chat.delete', { streamId, messageId: sent.id }))).toBe('FORBIDDEN');
+    expect(await wsCodeOf(anon.request('live.chat.send', { streamId, body: 'hi' }))).toBe('UNAUTHENTICATED');
+    expect(await wsCodeOf(f.request('live.chat.delete', { streamId, messageId: sent.id }))).toBe('FORBIDDEN');
     await m.request('live.chat.delete', { streamId, messageId: sent.id });
     const [deleted] = await anon.waitForEvents(room, 1, 10_000, 'chat.message_deleted');
     expect(deleted!.d).toMatchObject({ messageId: sent.id });
@@ -69,63 +61,65 @@ describe('live chat with moderation', () => {
 
   it('a muted user cannot write until the mute ends', async () => {
     const { streamId, room, fan, m, f, anon } = await setup();
-    expect(await codeOf(f.request('live.mute', { streamId, userId: fan.id, seconds: 60 }))).toBe('FORBIDDEN');
+    expect(await wsCodeOf(f.request('live.mute', { streamId, userId: fan.id, seconds: 60 }))).toBe(
+      'FORBIDDEN',
+    );
     await m.request('live.mute', { streamId, userId: fan.id, seconds: 1 });
     await anon.waitForEvents(room, 1, 10_000, 'chat.user_muted');
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: 'am I muted?' }))).toBe('CHAT_MUTED');
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: 'am I muted?' }))).toBe('CHAT_MUTED');
     await waitFor(
-      async () => (await codeOf(f.request('live.chat.send', { streamId, body: 'back' }))) === 'ok',
+      async () => (await wsCodeOf(f.request('live.chat.send', { streamId, body: 'back' }))) === 'ok',
       10_000,
       200,
     );
     await m.request('live.mute', { streamId, userId: fan.id, seconds: 600 });
     await m.request('live.unmute', { streamId, userId: fan.id });
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: 'unmuted' }))).toBe('ok');
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: 'unmuted' }))).toBe('ok');
   });
 
   it('a banned user can neither write nor join again', async () => {
     const { streamId, room, fan, m, f } = await setup();
     await m.request('live.ban', { streamId, userId: fan.id });
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: 'hello?' }))).toBe('CHAT_BANNED');
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: 'hello?' }))).toBe('CHAT_BANNED');
     await f.request('leave', { room });
-    expect(await codeOf(f.request('join', { room }))).toBe('ROOM_FORBIDDEN');
+    expect(await wsCodeOf(f.request('join', { room }))).toBe('ROOM_FORBIDDEN');
     const again = await connect(
       (await t.tokens.issue({ id: fan.id, roles: ['viewer'], displayName: 'F' })).token,
     );
-    expect(await codeOf(again.request('join', { room }))).toBe('ROOM_FORBIDDEN');
+    expect(await wsCodeOf(again.request('join', { room }))).toBe('ROOM_FORBIDDEN');
     await m.request('live.unban', { streamId, userId: fan.id });
-    expect(await codeOf(again.request('join', { room }))).toBe('ok');
+    expect(await wsCodeOf(again.request('join', { room }))).toBe('ok');
   });
 
   it('slow mode allows one message per window per user', async () => {
     const { streamId, m, f } = await setup();
     await m.request('live.slow_mode', { streamId, seconds: 30 });
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: 'first' }))).toBe('ok');
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: 'first' }))).toBe('ok');
     const err = await f.request('live.chat.send', { streamId, body: 'second' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WsRequestError);
     expect((err as WsRequestError).code).toBe('CHAT_SLOW_MODE');
     expect((err as WsRequestError).details).toMatchObject({ slowModeSeconds: 30 });
     await m.request('live.slow_mode', { streamId, seconds: 0 });
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: 'free again' }))).toBe('ok');
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: 'free again' }))).toBe('ok');
   });
 
   it('refuses malformed moderation and chat frames', async () => {
     const { streamId, m, f } = await setup();
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: '' }))).toBe('VALIDATION_FAILED');
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: '   ' }))).toBe('VALIDATION_FAILED');
-    expect(await codeOf(f.request('live.chat.send', { streamId, body: 'x'.repeat(501) }))).toBe(
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: '' }))).toBe('VALIDATION_FAILED');
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: '   ' }))).toBe('VALIDATION_FAILED');
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId, body: 'x'.repeat(501) }))).toBe(
       'VALIDATION_FAILED',
     );
-    expect(await codeOf(f.request('live.chat.send', { streamId: 'bad id!', body: 'x' }))).toBe(
+    expect(await wsCodeOf(f.request('live.chat.send', { streamId: 'bad id!', body: 'x' }))).toBe(
       'VALIDATION_FAILED',
     );
-    expect(await codeOf(m.request('live.mute', { streamId, userId: 'nope', seconds: 5 }))).toBe(
+    expect(await wsCodeOf(m.request('live.mute', { streamId, userId: 'nope', seconds: 5 }))).toBe(
       'VALIDATION_FAILED',
     );
-    expect(await codeOf(m.request('live.mute', { streamId, userId: randomUUID(), seconds: 0 }))).toBe(
+    expect(await wsCodeOf(m.request('live.mute', { streamId, userId: randomUUID(), seconds: 0 }))).toBe(
       'VALIDATION_FAILED',
     );
-    expect(await codeOf(m.request('live.slow_mode', { streamId, seconds: -1 }))).toBe('VALIDATION_FAILED');
+    expect(await wsCodeOf(m.request('live.slow_mode', { streamId, seconds: -1 }))).toBe('VALIDATION_FAILED');
     expect(await f.request('ping')).toMatchObject({ ts: expect.any(Number) });
   });
 });

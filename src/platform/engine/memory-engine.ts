@@ -42,15 +42,13 @@ interface Delivery {
 export class MemoryEngine extends ScriptedEngine implements Engine {
   readonly kind = 'memory' as const;
   private readonly store: MemoryStore;
-  private readonly logger: EngineLogger | undefined;
   /** Handlers by full (prefixed) channel. */
   private readonly channels = new Map<string, Set<MessageHandler>>();
   private readonly queue: Delivery[] = [];
   private flushScheduled = false;
 
   constructor(options: MemoryEngineOptions = {}) {
-    super(options.keyPrefix ?? '');
-    this.logger = options.logger;
+    super(options.keyPrefix ?? '', options.logger);
     this.store = new MemoryStore({ now: options.now, sweepIntervalMs: options.sweepIntervalMs });
   }
 
@@ -159,11 +157,7 @@ export class MemoryEngine extends ScriptedEngine implements Engine {
       for (const handler of handlers) {
         // Unsubscribed between publish and delivery: that handler is gone.
         if (!current?.has(handler)) continue;
-        try {
-          handler(message, channel);
-        } catch (err) {
-          this.logger?.error({ err, channel }, 'engine message handler threw');
-        }
+        this.deliver(handler, message, channel);
       }
     }
   }

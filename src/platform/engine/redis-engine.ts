@@ -91,7 +91,6 @@ export class RedisEngine extends ScriptedEngine implements Engine {
   private readonly url: string;
   /** The URL with its password replaced, the only form that reaches messages and logs. */
   private readonly safeUrl: string;
-  private readonly logger: EngineLogger | undefined;
   private readonly checkTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly commandTimeoutMs: number;
@@ -105,10 +104,9 @@ export class RedisEngine extends ScriptedEngine implements Engine {
   private readonly down = new Set<Role>();
 
   constructor(options: RedisEngineOptions) {
-    super(options.keyPrefix ?? '');
+    super(options.keyPrefix ?? '', options.logger);
     this.url = options.url;
     this.safeUrl = redactUrl(options.url);
-    this.logger = options.logger;
     this.checkTimeoutMs = options.checkTimeoutMs ?? 1000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 5000;
@@ -306,11 +304,7 @@ export class RedisEngine extends ScriptedEngine implements Engine {
     if (!subscription) return;
     const channel = fullChannel.slice(this.prefix.length);
     for (const handler of [...subscription.handlers]) {
-      try {
-        handler(message, channel);
-      } catch (err) {
-        this.logger?.error({ err, channel }, 'engine message handler threw');
-      }
+      this.deliver(handler, message, channel);
     }
   }
 

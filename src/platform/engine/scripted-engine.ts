@@ -3,21 +3,28 @@
  * operations the port defines as scripts (fixed-window counters, sequenced
  * logs), which run through each adapter's own `run`.
  */
-import type { EngineScript, LogReadResult, ScriptValue } from './engine.js';
+import type { EngineScript, LogReadResult, MessageHandler, ScriptValue } from './engine.js';
 import { incrByScript, logAppendScript, logKeys, logReadScript, parseLogRead } from './engine-scripts.js';
 import {
   assertNonNegativeInteger,
   assertPositiveInteger,
   assertSafeInteger,
   EngineClosedError,
+  type EngineLogger,
 } from './engine-support.js';
 
 export abstract class ScriptedEngine {
   abstract readonly kind: 'memory' | 'redis';
   protected closed = false;
 
-  /** @param prefix prepended to every key and channel (REDIS_KEY_PREFIX). */
-  constructor(protected readonly prefix: string) {}
+  /**
+   * @param prefix prepended to every key and channel (REDIS_KEY_PREFIX).
+   * @param logger receives errors thrown by message handlers.
+   */
+  constructor(
+    protected readonly prefix: string,
+    protected readonly logger?: EngineLogger,
+  ) {}
 
   abstract run<R extends ScriptValue>(
     script: EngineScript<R>,
@@ -27,6 +34,15 @@ export abstract class ScriptedEngine {
 
   protected open(): void {
     if (this.closed) throw new EngineClosedError(this.kind);
+  }
+
+  /** Calls a subscriber; one handler throwing must not keep the message from the others. */
+  protected deliver(handler: MessageHandler, message: string, channel: string): void {
+    try {
+      handler(message, channel);
+    } catch (err) {
+      this.logger?.error({ err, channel }, 'engine message handler threw');
+    }
   }
 
   protected k(key: string): string {
