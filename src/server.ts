@@ -46,9 +46,26 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   mkdirSync(dataDir, { recursive: true });
 
   const closers: Array<() => Promise<void>> = [];
+  // Each step gets a share of the shutdown budget: one that hangs is named in the log and
+  // the others still run, so adapters are closed (and PGlite's files released) regardless.
+  const stepBudgetMs = Math.max(500, Math.floor(config.SHUTDOWN_TIMEOUT_MS / 4));
   const closeAll = async () => {
-    for (const close of closers.reverse())
-      await close().catch((err) => logger.error({ err }, 'close failed'));
+    for (const [i, close] of [...closers].reverse().entries()) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        close().catch((err) => logger.error({ err, step: i }, 'close failed')),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            logger.error(
+              { step: i, closer: close.toString().slice(0, 80), budgetMs: stepBudgetMs },
+              'shutdown step did not finish; going on',
+            );
+            resolve();
+          }, stepBudgetMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
   };
 
   try {
