@@ -252,6 +252,54 @@ export const ConfigSchema = Type.Object(
       description:
         'How long a live stream waits for its publisher to come back after it disconnects (a reconnect continues the same stream) before it ends.',
     }),
+    RTMP_ENABLED: Type.Boolean({
+      default: true,
+      description: 'Run the RTMP ingest (and HLS packaging) in this instance.',
+    }),
+    FFMPEG_PATH: Type.String({
+      minLength: 1,
+      default: 'ffmpeg',
+      description:
+        'ffmpeg executable used to package live streams into HLS (checked at start when RTMP_ENABLED).',
+    }),
+    HLS_SEGMENT_SECONDS: Type.Number({
+      minimum: 0.5,
+      maximum: 10,
+      default: 1,
+      description:
+        "Target HLS segment length in seconds. Segments are cut at keyframes, so the publisher's keyframe interval is the real floor.",
+    }),
+    HLS_SEGMENT_TYPE: Type.Union([Type.Literal('mpegts'), Type.Literal('fmp4')], {
+      default: 'mpegts',
+      description: 'HLS segment container: MPEG-TS (.ts) or fragmented MP4 (.m4s with an init.mp4).',
+    }),
+    HLS_LIVE_WINDOW_SEGMENTS: Type.Integer({
+      minimum: 3,
+      maximum: 100,
+      default: 8,
+      description: 'Segments listed in a live playlist.',
+    }),
+    LIVE_MAX_STREAMS: Type.Integer({
+      minimum: 1,
+      maximum: 10000,
+      default: 50,
+      description:
+        'Most streams this instance packages at once; another publisher is refused (NetStream.Publish.Rejected) until one ends.',
+    }),
+    LIVE_WORK_DIR: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Directory where segments wait until they are uploaded. Default: DATA_DIR/hls-work. Segments are deleted once stored.',
+      }),
+    ),
+    HLS_UPLOAD_RETRY_MAX_MS: Type.Integer({
+      minimum: 100,
+      maximum: 300000,
+      default: 5000,
+      description:
+        'Longest wait between retries of a failed segment or playlist upload (the wait doubles from 250 ms). Uploads retry until they succeed.',
+    }),
     UPLOAD_MAX_BYTES: Type.Integer({
       minimum: 1024,
       maximum: 1073741824,

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { type Config, ConfigError, loadConfig, publicBaseUrl } from '../config/schema.js';
+import { checkFfmpeg, LiveIngest } from '../media/live-ingest.js';
 import { buildApp } from './app.js';
 import { resolveJwtSecret } from './auth/tokens.js';
 import { type Database, migrations } from './database.js';
@@ -146,6 +147,39 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     closers.push(() => services.gateway.close());
     services.gateway.attach(app.server);
     await startServices(services);
+    let ingest: LiveIngest | null = null;
+    if (config.RTMP_ENABLED) {
+      await checkOrExplain(
+        'ffmpeg is needed for live streams',
+        () => checkFfmpeg(config.FFMPEG_PATH),
+        'Install it (apt-get install ffmpeg), set FFMPEG_PATH, or set RTMP_ENABLED=false.',
+      );
+      ingest = new LiveIngest({
+        host: config.HOST,
+        port: config.RTMP_PORT,
+        ffmpegPath: config.FFMPEG_PATH,
+        workDir: resolve(config.LIVE_WORK_DIR ?? `${dataDir}/hls-work`),
+        segmentSeconds: config.HLS_SEGMENT_SECONDS,
+        segmentType: config.HLS_SEGMENT_TYPE,
+        windowSize: config.HLS_LIVE_WINDOW_SEGMENTS,
+        maxStreams: config.LIVE_MAX_STREAMS,
+        uploadRetryMaxMs: config.HLS_UPLOAD_RETRY_MAX_MS,
+        reconnectGraceMs: config.STREAM_RECONNECT_GRACE_MS,
+        liveStreams: services.liveStreams,
+        recordings: services.recordings,
+        store: objectStore,
+        bus: engine,
+        logger,
+      });
+      const running = ingest;
+      // Before the jobs stop and adapters close: the last segments are uploaded and recorded.
+      closers.push(() => running.close());
+      await checkOrExplain(
+        `cannot listen for RTMP on ${config.HOST}:${config.RTMP_PORT}`,
+        () => running.start(),
+        'Free the port or set RTMP_PORT (0 picks one).',
+      );
+    }
     await app.listen({ host: config.HOST, port: config.PORT });
     const address = app.server.address();
     const boundPort = typeof address === 'object' && address ? address.port : config.PORT;
@@ -158,6 +192,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         db: db.kind,
         engine: engine.kind,
         objectStore: objectStore.kind,
+        rtmpPort: ingest?.port ?? null,
       },
       'server started',
     );

@@ -21,6 +21,7 @@ import { OrdersService } from './commerce/orders/orders-service.js';
 import { type PaymentProvider, TestPaymentProvider } from './commerce/orders/payment-provider.js';
 import type { Database } from './database.js';
 import { LiveStreamsService, rtmpServerUrl } from './live/live-streams-service.js';
+import { StreamRecordings, timedMetadataChannel } from './live/stream-recordings.js';
 import type { DbHandle } from './platform/db/db.js';
 import type { Engine } from './platform/engine/engine.js';
 import type { ObjectStore } from './platform/object-store/object-store.js';
@@ -47,6 +48,8 @@ export interface Services extends Adapters {
   uploads: UploadsService;
   /** Live streams: keys, schedule, lifecycle, featured products and pins. */
   liveStreams: LiveStreamsService;
+  /** Segments delivered per stream, timed metadata, replay state (used by the ingest). */
+  recordings: StreamRecordings;
   /** Background jobs of this instance (reservation and order expiry, abandoned live streams). */
   jobs: PeriodicJob[];
   /**
@@ -125,7 +128,14 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     reconnectGraceMs: config.STREAM_RECONNECT_GRACE_MS,
     onPublishError: (err, room, event) =>
       options.logger.error({ err, room, event }, 'stream event publish failed'),
+    // The instance whose ingest hosts the stream writes pins into its live playlist.
+    onTimedMetadata: (publicId, item) => {
+      adapters.engine
+        .publish(timedMetadataChannel(publicId), JSON.stringify(item))
+        .catch((err: unknown) => options.logger.error({ err, publicId }, 'timed metadata publish failed'));
+    },
   });
+  const recordings = new StreamRecordings(db);
   // Ends live streams whose publisher left (or whose ingest died) more than the grace period ago.
   jobs.push(
     new PeriodicJob(
@@ -150,6 +160,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     liveChat,
     uploads,
     liveStreams,
+    recordings,
     jobs,
     gateway,
   };

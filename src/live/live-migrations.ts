@@ -89,4 +89,25 @@ export const liveMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0350_live_recordings': {
+    async up(db: Kysely<unknown>) {
+      // Streamers end a stream themselves too; the column's check is replaced to allow it.
+      await sql`alter table streams drop constraint streams_end_reason_check`.execute(db);
+      await sql`alter table streams add constraint streams_end_reason_check
+        check (end_reason in ('publisher_gone','ingest_error','ended_by_streamer'))`.execute(db);
+      await db.schema.alterTable('streams').addColumn('replay_ready_at', 'timestamptz').execute();
+      await db.schema
+        .createTable('stream_segments')
+        .addColumn('stream_id', 'uuid', (c) => c.notNull().references('streams.id').onDelete('cascade'))
+        .addColumn('sequence', 'integer', (c) => c.notNull().check(sql`sequence >= 0`))
+        .addColumn('object_key', 'text', (c) => c.notNull())
+        .addColumn('init_key', 'text')
+        .addColumn('duration_ms', 'integer', (c) => c.notNull().check(sql`duration_ms > 0`))
+        .addColumn('program_date_time', 'timestamptz')
+        .addColumn('discontinuity', 'boolean', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('stream_segments_pk', ['stream_id', 'sequence'])
+        .execute();
+    },
+  },
 };

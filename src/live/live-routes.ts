@@ -160,6 +160,30 @@ export async function liveRoutes(
   );
 
   app.post(
+    '/v1/streams/:publicId/end',
+    {
+      preHandler: requireUser,
+      schema: {
+        tags,
+        summary: 'End the stream',
+        description:
+          'Owner or admin. A live stream ends now (the publisher is dropped at the next heartbeat, the playlist gets its end and the recording is written); a scheduled one is cancelled. `stream.status` goes to the room. Already ended: 409 STREAM_ENDED.',
+        security,
+        params: StreamParams,
+        response: {
+          200: StreamRef,
+          400: ErrorRef,
+          401: ErrorRef,
+          403: ErrorRef,
+          404: ErrorRef,
+          409: ErrorRef,
+        },
+      },
+    },
+    async (request) => liveStreams.end(currentUser(request), request.params.publicId),
+  );
+
+  app.post(
     '/v1/streams/:publicId/pins',
     {
       preHandler: requireUser,

@@ -161,6 +161,11 @@ export const LiveStreamPageSchema = Type.Object(
     stream: Type.Ref(LiveStreamSchema),
     status: Status,
     hlsUrl: Nullable(Type.String({ description: 'Live HLS playlist while the stream is live' })),
+    replayUrl: Nullable(
+      Type.String({
+        description: 'Recording (VOD HLS playlist) once the stream has ended and it is written',
+      }),
+    ),
     featuredProducts: Type.Array(Type.Ref(FeaturedProductSchema)),
     currentPin: Type.Union([Type.Ref(StreamPinSchema), Type.Null()]),
     activeFlashSale: Type.Union(
@@ -176,6 +181,7 @@ export const LiveStreamPageSchema = Type.Object(
         stream: { ...publicStreamExample, status: 'live', startedAt: '2026-11-25T18:00:03.000Z' },
         status: 'live',
         hlsUrl: 'https://cdn.example.com/live/a7Kq2ZpX9b/index.m3u8',
+        replayUrl: null,
         featuredProducts: [featuredExample],
         currentPin: pinExample,
         activeFlashSale: null,

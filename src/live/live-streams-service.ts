@@ -32,6 +32,7 @@ import { AppError } from '../platform/errors.js';
 import type { ObjectStore } from '../platform/object-store/object-store.js';
 import type { StreamEndReason, StreamPinKind, StreamStatus, StreamsTable } from './live-tables.js';
 import { hashStreamKey, newPublicId, newStreamKey, STREAM_KEY_PATTERN, sameKeyHash } from './stream-keys.js';
+import { pinMetadata, type TimedMetadata } from './stream-recordings.js';
 
 type Db = Kysely<Database>;
 type StreamRow = Selectable<StreamsTable>;
@@ -50,6 +51,11 @@ export function streamRoom(publicId: string): string {
 /** Object key of a stream's live HLS playlist. */
 export function hlsPlaylistKey(publicId: string): string {
   return `live/${publicId}/index.m3u8`;
+}
+
+/** Object key of a stream's recording (the VOD playlist written when it ends). */
+export function vodPlaylistKey(publicId: string): string {
+  return `live/${publicId}/vod.m3u8`;
 }
 
 /**
@@ -83,6 +89,12 @@ export interface LiveStreamsOptions {
    * the error is thrown to the caller.
    */
   onPublishError?: (err: unknown, room: string, event: string) => void;
+  /**
+   * Receives each pin as timed metadata for the live playlist (the ingest
+   * hosting the stream writes it as EXT-X-DATERANGE). Errors are the
+   * callee's to handle.
+   */
+  onTimedMetadata?: (publicId: string, item: TimedMetadata) => void;
 }
 
 /** Shown to the owner and admins only. */
@@ -145,6 +157,8 @@ export interface StreamPage {
   status: StreamStatus;
   /** The live HLS playlist while the stream is live; null otherwise. */
   hlsUrl: string | null;
+  /** The recording (VOD playlist) once the stream has ended and it is written; null otherwise. */
+  replayUrl: string | null;
   featuredProducts: FeaturedProduct[];
   currentPin: StreamPin | null;
   activeFlashSale: FlashSaleView | null;
@@ -304,6 +318,7 @@ export class LiveStreamsService {
   private readonly rtmpUrl: string;
   private readonly graceMs: number;
   private readonly onPublishError?: LiveStreamsOptions['onPublishError'];
+  private readonly onTimedMetadata?: LiveStreamsOptions['onTimedMetadata'];
 
   constructor(
     private readonly db: Db,
@@ -315,6 +330,7 @@ export class LiveStreamsService {
     this.rtmpUrl = options.rtmpUrl;
     this.graceMs = options.reconnectGraceMs;
     this.onPublishError = options.onPublishError;
+    this.onTimedMetadata = options.onTimedMetadata;
   }
 
   /**
@@ -389,6 +405,7 @@ export class LiveStreamsService {
       stream: this.toStream(row, seesIngest(viewer, row.owner_id)),
       status: row.status,
       hlsUrl: row.status === 'live' ? this.objectStore.publicUrl(hlsPlaylistKey(row.public_id)) : null,
+      replayUrl: row.replay_ready_at ? this.objectStore.publicUrl(vodPlaylistKey(row.public_id)) : null,
       featuredProducts,
       currentPin,
       activeFlashSale,
@@ -589,6 +606,19 @@ export class LiveStreamsService {
       pinnedAt: row.pinned_at.toISOString(),
     };
     await this.publish(stream.public_id, 'stream.pin', pin);
+    this.onTimedMetadata?.(
+      stream.public_id,
+      pinMetadata({
+        id: row.id,
+        kind: row.kind,
+        productId: row.product_id,
+        couponCode,
+        at:
+          stream.media_origin_at && mediaTimeMs !== null
+            ? new Date(stream.media_origin_at.getTime() + mediaTimeMs)
+            : row.pinned_at,
+      }),
+    );
     return pin;
   }
 
@@ -758,6 +788,43 @@ export class LiveStreamsService {
       .where('id', '=', streamId)
       .where('status', '=', 'live')
       .execute();
+  }
+
+  /**
+   * The streamer ends the stream (owner or admin): live → ended, or a
+   * scheduled stream is cancelled the same way. The ingest sees it at its
+   * next heartbeat, drops the publisher and writes the final playlists.
+   */
+  async end(user: AuthUser, publicId: string): Promise<Stream> {
+    const stream = await this.rowByPublicId(publicId);
+    assertCanManage(user, stream.owner_id);
+    if (stream.status === 'ended') throw new AppError('STREAM_ENDED');
+    const row = await this.db
+      .updateTable('streams')
+      .set({
+        status: 'ended',
+        ended_at: sql<Date>`now()`,
+        started_at: sql<Date>`coalesce(started_at, now())`,
+        end_reason: 'ended_by_streamer',
+        publisher_session: null,
+        updated_at: new Date(),
+      })
+      .where('id', '=', stream.id)
+      .where('status', '!=', 'ended')
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw new AppError('STREAM_ENDED');
+    await this.publish(row.public_id, 'stream.status', {
+      status: 'ended',
+      endedAt: iso(row.ended_at),
+      reason: 'ended_by_streamer',
+    });
+    return this.toStream(row, true);
+  }
+
+  /** The stream's lifecycle state (by Db id). */
+  async statusOf(streamId: string): Promise<StreamStatus> {
+    return (await this.lifecycleRow(streamId)).status;
   }
 
   /** live → ended (idempotent: anything else is left alone). Publishes `stream.status`. */

@@ -5,9 +5,10 @@ export type StreamStatus = (typeof STREAM_STATUSES)[number];
 
 /**
  * Why a stream ended: its publisher left and did not come back within the
- * grace period (or its ingest died), or the ingest gave up on it.
+ * grace period (or its ingest died), the ingest gave up on it, or the
+ * streamer ended it.
  */
-export const STREAM_END_REASONS = ['publisher_gone', 'ingest_error'] as const;
+export const STREAM_END_REASONS = ['publisher_gone', 'ingest_error', 'ended_by_streamer'] as const;
 export type StreamEndReason = (typeof STREAM_END_REASONS)[number];
 
 export interface StreamsTable {
@@ -38,6 +39,8 @@ export interface StreamsTable {
   publisher_seen_at: Date | null;
   /** Wall-clock time of media time 0 of the stream's timeline, once the ingest knows it. */
   media_origin_at: Date | null;
+  /** When the VOD playlist of the recording was written (replay available). */
+  replay_ready_at: Date | null;
   created_at: Generated<Date>;
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
@@ -66,8 +69,28 @@ export interface StreamPinsTable {
   unpinned_at: Date | null;
 }
 
+/**
+ * Segments of a stream as delivered to the ObjectStore, in order: the record
+ * the live playlist continues from after a reconnect (on any instance) and
+ * the VOD playlist is written from.
+ */
+export interface StreamSegmentsTable {
+  stream_id: string;
+  /** From 0, across reconnects (the HLS media sequence). */
+  sequence: number;
+  object_key: string;
+  /** fMP4 init segment the segment needs. */
+  init_key: string | null;
+  duration_ms: number;
+  program_date_time: Date | null;
+  /** First segment after a reconnect or a transmuxer restart. */
+  discontinuity: boolean;
+  created_at: Generated<Date>;
+}
+
 export interface LiveTables {
   streams: StreamsTable;
   stream_products: StreamProductsTable;
   stream_pins: StreamPinsTable;
+  stream_segments: StreamSegmentsTable;
 }

@@ -12,6 +12,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 export interface ServerProcess {
   proc: ChildProcess;
   url: string;
+  /** The RTMP ingest port, when RTMP_ENABLED. */
+  rtmpPort: number | null;
   /** Everything the process printed so far (stdout + stderr). */
   output: () => string;
   /** Sends a signal and resolves with the exit code. */
@@ -27,7 +29,14 @@ export interface ExitedProcess {
 function spawnEntry(env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
   return spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/server.ts'], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', PORT: '0', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      LOG_LEVEL: 'info',
+      PORT: '0',
+      RTMP_PORT: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
@@ -40,7 +49,7 @@ export async function startServerProcess(
 ): Promise<ServerProcess> {
   const proc = spawnEntry(env, nodeArgs);
   let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
+  const started = await new Promise<{ url: string; rtmpPort: number | null }>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`server did not start in ${timeoutMs} ms:\n${out}`)),
       timeoutMs,
@@ -50,9 +59,9 @@ export async function startServerProcess(
       for (const line of out.split('\n')) {
         if (!line.includes('"server started"')) continue;
         try {
-          const parsed = JSON.parse(line) as { url: string };
+          const parsed = JSON.parse(line) as { url: string; rtmpPort?: number | null };
           clearTimeout(timer);
-          resolve(parsed.url);
+          resolve({ url: parsed.url, rtmpPort: parsed.rtmpPort ?? null });
           return;
         } catch {
           // a partial line; wait for more output
@@ -70,7 +79,8 @@ export async function startServerProcess(
   });
   return {
     proc,
-    url,
+    url: started.url,
+    rtmpPort: started.rtmpPort,
     output: () => out,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode !== null) return proc.exitCode;

@@ -1,0 +1,389 @@
+/**
+ * Live ingest: RTMP publish → stream key check → stream goes live → ffmpeg
+ * packages HLS → the delivery stores segments, then playlists → the stream
+ * ends after the reconnect grace with a final and a VOD playlist.
+ *
+ * A stream this instance hosts has a `StreamPipeline`; each publisher
+ * connection is a run of it (its own ffmpeg and segment folder). A
+ * reconnect within the grace starts a new run of the same pipeline, marked
+ * as a discontinuity; on another instance, the pipeline is rebuilt from the
+ * Db's segment record, so the playlist continues there too.
+ */
+import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LiveStreamsService } from '../src/live/live-streams-service.js';
+import {
+  type StreamRecordings,
+  type TimedMetadata,
+  timedMetadataChannel,
+} from '../src/live/stream-recordings.js';
+import type { Engine } from '../src/platform/engine/engine.js';
+import type { ObjectStore } from '../src/platform/object-store/object-store.js';
+import { HlsDelivery } from '../workers/hls-delivery.js';
+import { HlsPackager, type HlsSegmentType } from './hls/hls-packager.js';
+import { RtmpServer } from './rtmp/rtmp-server.js';
+import type {
+  PublishDecision,
+  PublishEndReason,
+  PublishRequest,
+  PublishTarget,
+  RtmpSession,
+} from './rtmp/rtmp-session.js';
+
+/** The application name in the RTMP URL (`rtmp://host:port/live`). */
+export const RTMP_APP = 'live';
+
+export interface IngestLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+type StreamsPort = Pick<
+  LiveStreamsService,
+  | 'authenticatePublish'
+  | 'markLive'
+  | 'touchPublisher'
+  | 'markDisconnected'
+  | 'setMediaOrigin'
+  | 'endAbandoned'
+  | 'statusOf'
+  | 'publisherHeartbeatMs'
+>;
+
+export interface LiveIngestOptions {
+  /** RTMP listen interface and port (0: any free port). */
+  host: string;
+  port: number;
+  ffmpegPath: string;
+  /** Where segments wait for upload, one folder per stream and run. */
+  workDir: string;
+  segmentSeconds: number;
+  segmentType: HlsSegmentType;
+  /** Segments in the live playlist. */
+  windowSize: number;
+  /** Streams packaged at once; more publishers are refused. */
+  maxStreams: number;
+  uploadRetryMaxMs: number;
+  /** STREAM_RECONNECT_GRACE_MS. */
+  reconnectGraceMs: number;
+  liveStreams: StreamsPort;
+  recordings: StreamRecordings;
+  store: Pick<ObjectStore, 'put' | 'deleteMany'>;
+  /** Timed metadata (pins) arrives on the bus from whichever instance took the request. */
+  bus: Pick<Engine, 'subscribe'>;
+  logger: IngestLogger;
+  /** Measurements: a segment stored (upload time) and the first one of a stream. */
+  onSegmentDelivered?: (publicId: string, uploadMs: number) => void;
+}
+
+/** Checks that ffmpeg runs; throws with the reason otherwise. */
+export function checkFfmpeg(ffmpegPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(ffmpegPath, ['-hide_banner', '-version'], { stdio: 'ignore' });
+    child.once('error', (err) => reject(new Error(`cannot run ${ffmpegPath} (${err.message})`)));
+    child.once('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${ffmpegPath} -version exited ${code}`)),
+    );
+  });
+}
+
+export class LiveIngest {
+  private readonly rtmp: RtmpServer;
+  private readonly pipelines = new Map<string, StreamPipeline>();
+  /** Pipelines being created, so two racing publishes of one stream share one. */
+  private readonly opening = new Map<string, Promise<StreamPipeline>>();
+  private closed = false;
+
+  constructor(readonly options: LiveIngestOptions) {
+    this.rtmp = new RtmpServer({
+      host: options.host,
+      port: options.port,
+      onPublish: (request, session) => this.onPublish(request, session),
+    });
+    this.rtmp.on('sessionError', (err, session) =>
+      options.logger.warn({ err: err.message, remote: session.remoteAddress }, 'RTMP session error'),
+    );
+  }
+
+  /** The RTMP port (after `start`). */
+  get port(): number {
+    return this.rtmp.port;
+  }
+
+  /** Streams with a pipeline here (publishing or within their grace). */
+  get streamCount(): number {
+    return this.pipelines.size;
+  }
+
+  async start(): Promise<void> {
+    await this.rtmp.listen();
+  }
+
+  /**
+   * Stops accepting publishers, ends the runs (ffmpeg writes its last
+   * segment) and waits for their uploads. Streams stay live: the publisher's
+   * reconnect, here after a restart or on another instance, continues them.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.rtmp.close();
+    await Promise.all([...this.pipelines.values()].map((p) => p.close()));
+  }
+
+  private async onPublish(request: PublishRequest, session: RtmpSession): Promise<PublishDecision> {
+    if (this.closed) return { accept: false, reason: 'server_full' };
+    if (request.app !== RTMP_APP) return { accept: false, reason: 'unauthorized' };
+    const { liveStreams, logger } = this.options;
+    const auth = await liveStreams.authenticatePublish(request.streamName);
+    if (!auth) {
+      logger.warn({ remote: request.remoteAddress }, 'RTMP publish refused: unknown or revoked key');
+      return { accept: false, reason: 'unauthorized' };
+    }
+    if (auth.result !== 'ok') {
+      logger.warn({ stream: auth.publicId, result: auth.result }, 'RTMP publish refused');
+      return { accept: false, reason: auth.result };
+    }
+    if (!this.pipelines.has(auth.streamId) && this.pipelines.size >= this.options.maxStreams) {
+      logger.warn(
+        { stream: auth.publicId, max: this.options.maxStreams },
+        'RTMP publish refused: server full',
+      );
+      return { accept: false, reason: 'server_full' };
+    }
+    const live = await liveStreams.markLive(auth.streamId, { sessionId: request.sessionId });
+    if (!live.publishing)
+      return { accept: false, reason: live.status === 'ended' ? 'ended' : 'already_live' };
+    const pipeline = await this.pipeline(auth.streamId, auth.publicId, auth.recording);
+    const target = await pipeline.startRun(session, request.sessionId);
+    logger.info(
+      { stream: auth.publicId, session: request.sessionId, resume: auth.resume },
+      'RTMP publish started',
+    );
+    return { accept: true, target };
+  }
+
+  private pipeline(streamId: string, publicId: string, recording: boolean): Promise<StreamPipeline> {
+    const existing = this.pipelines.get(streamId);
+    if (existing) return Promise.resolve(existing);
+    let opening = this.opening.get(streamId);
+    if (!opening) {
+      opening = StreamPipeline.open(this.options, { streamId, publicId, recording }, () =>
+        this.pipelines.delete(streamId),
+      )
+        .then((p) => {
+          this.pipelines.set(streamId, p);
+          return p;
+        })
+        .finally(() => this.opening.delete(streamId));
+      this.opening.set(streamId, opening);
+    }
+    return opening;
+  }
+}
+
+interface StreamIds {
+  streamId: string;
+  publicId: string;
+  recording: boolean;
+}
+
+interface Run {
+  id: string;
+  sessionId: string;
+  session: RtmpSession;
+  packager: HlsPackager;
+  heartbeat: NodeJS.Timeout;
+  ended: Promise<void>;
+}
+
+/** One stream hosted here: its delivery, its current run, its grace timer. */
+class StreamPipeline {
+  private run: Run | null = null;
+  private graceTimer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => Promise<void>) | null = null;
+  private finished = false;
+  private closing = false;
+
+  private constructor(
+    private readonly options: LiveIngestOptions,
+    private readonly ids: StreamIds,
+    private readonly delivery: HlsDelivery,
+    private readonly onGone: () => void,
+  ) {}
+
+  static async open(options: LiveIngestOptions, ids: StreamIds, onGone: () => void): Promise<StreamPipeline> {
+    const delivery = await HlsDelivery.open({
+      store: options.store,
+      recordings: options.recordings,
+      streamId: ids.streamId,
+      publicId: ids.publicId,
+      recording: ids.recording,
+      windowSize: options.windowSize,
+      targetDurationSeconds: Math.ceil(options.segmentSeconds),
+      retryMaxMs: options.uploadRetryMaxMs,
+      logger: options.logger,
+      onDelivered: (_segment, ms) => options.onSegmentDelivered?.(ids.publicId, ms),
+    });
+    const pipeline = new StreamPipeline(options, ids, delivery, onGone);
+    const add = (item: TimedMetadata) => delivery.addTimedMetadata(item);
+    pipeline.unsubscribe = await options.bus.subscribe(timedMetadataChannel(ids.publicId), (message) => {
+      try {
+        const item = JSON.parse(message) as TimedMetadata & { at: string };
+        add({ ...item, at: new Date(item.at) });
+      } catch {
+        options.logger.warn({ stream: ids.publicId }, 'malformed timed metadata on the bus');
+      }
+    });
+    for (const item of await options.recordings.timedMetadata(ids.streamId)) add(item);
+    return pipeline;
+  }
+
+  /** A publisher connection starts (or resumes) the stream here. */
+  async startRun(session: RtmpSession, sessionId: string): Promise<PublishTarget> {
+    // A previous run of this stream still finishing (its publisher just dropped): let it write its last segment first.
+    if (this.run) {
+      this.run.session.kick();
+      await this.run.ended;
+    }
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = null;
+    const { options, ids, delivery } = this;
+    const runId = Date.now().toString(36);
+    const dir = join(options.workDir, ids.publicId, runId);
+    const packager = new HlsPackager({
+      ffmpegPath: options.ffmpegPath,
+      dir,
+      segmentSeconds: options.segmentSeconds,
+      segmentType: options.segmentType,
+      stallTimeoutMs: Math.max(30_000, options.segmentSeconds * 20_000),
+    });
+    let firstOfRun = true;
+    packager.on('segment', (segment) => {
+      const keyOf = (file: string) => `live/${ids.publicId}/${runId}/${file}`;
+      if (firstOfRun && delivery.delivered === 0 && delivery.backlog === 0)
+        options.liveStreams
+          .setMediaOrigin(ids.streamId, segment.programDateTime ?? new Date())
+          .catch((err: unknown) =>
+            options.logger.warn({ err, stream: ids.publicId }, 'media origin not saved'),
+          );
+      delivery.enqueue({
+        path: segment.path,
+        key: keyOf(segment.file),
+        durationSeconds: segment.durationSeconds,
+        programDateTime: segment.programDateTime,
+        init:
+          segment.initPath && segment.initFile
+            ? { path: segment.initPath, key: keyOf(segment.initFile) }
+            : null,
+        discontinuity: firstOfRun,
+      });
+      firstOfRun = false;
+    });
+    packager.on('exit', (exit) => {
+      if (!exit.clean && this.run?.id === runId) {
+        // Restart by reconnect: the publisher (OBS retries by itself) gets a fresh transmuxer with fresh headers.
+        options.logger.error(
+          { stream: ids.publicId, code: exit.code, signal: exit.signal, stderr: exit.stderr },
+          'ffmpeg failed; dropping the publisher so it reconnects',
+        );
+        session.kick();
+      }
+    });
+    const flv = await packager.start();
+    let endRun: () => void = () => undefined;
+    const run: Run = {
+      id: runId,
+      sessionId,
+      session,
+      packager,
+      ended: new Promise<void>((resolve) => {
+        endRun = resolve;
+      }),
+      heartbeat: setInterval(() => {
+        options.liveStreams.touchPublisher(ids.streamId, { sessionId }).then(
+          (still) => {
+            if (!still) session.kick();
+          },
+          (err: unknown) => options.logger.warn({ err, stream: ids.publicId }, 'publisher heartbeat failed'),
+        );
+      }, options.liveStreams.publisherHeartbeatMs),
+    };
+    run.heartbeat.unref();
+    this.run = run;
+    return {
+      flv,
+      onEnd: (reason) => {
+        this.endRun(run, reason).finally(endRun);
+      },
+    };
+  }
+
+  /** Stops retrying uploads after the current run ends (shutdown); the stream stays live. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.run) await this.run.ended;
+    await this.delivery.drain();
+    this.delivery.close();
+    await this.unsubscribe?.();
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+  }
+
+  private async endRun(run: Run, reason: PublishEndReason): Promise<void> {
+    const { options, ids } = this;
+    clearInterval(run.heartbeat);
+    const exit = await run.packager.stop();
+    options.logger.info({ stream: ids.publicId, reason, ffmpeg: exit?.code }, 'RTMP publish ended');
+    await options.liveStreams
+      .markDisconnected(ids.streamId, { sessionId: run.sessionId })
+      .catch((err: unknown) => options.logger.warn({ err, stream: ids.publicId }, 'disconnect not recorded'));
+    if (this.run !== run) return;
+    this.run = null;
+    if (this.closing) return;
+    await this.delivery.drain();
+    await rm(join(options.workDir, ids.publicId, run.id), { recursive: true, force: true });
+    // Ended by the streamer or revoked meanwhile: finish now; otherwise wait for a reconnect.
+    if (await this.endedInDb()) {
+      await this.finish();
+      return;
+    }
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = null;
+      this.afterGrace().catch((err: unknown) =>
+        options.logger.error({ err, stream: ids.publicId }, 'ending the stream failed'),
+      );
+    }, options.reconnectGraceMs + options.liveStreams.publisherHeartbeatMs);
+    this.graceTimer.unref();
+  }
+
+  private async afterGrace(): Promise<void> {
+    if (this.run || this.finished) return;
+    await this.options.liveStreams.endAbandoned();
+    if (await this.endedInDb()) await this.finish();
+    else {
+      // Another instance took the publisher over and continues the playlist from the Db.
+      await this.close();
+      this.onGone();
+    }
+  }
+
+  private async endedInDb(): Promise<boolean> {
+    return (await this.options.liveStreams.statusOf(this.ids.streamId)) === 'ended';
+  }
+
+  /** The stream is over: final live playlist, VOD, cleanup. */
+  private async finish(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.delivery.finish();
+    await this.close();
+    await rm(join(this.options.workDir, this.ids.publicId), { recursive: true, force: true });
+    this.options.logger.info(
+      { stream: this.ids.publicId, segments: this.delivery.delivered },
+      'stream finished',
+    );
+    this.onGone();
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * Delivers one live stream's HLS to the ObjectStore while it runs.
+ *
+ * Order is the guarantee: a segment (and its fMP4 init segment, first) is
+ * stored and recorded in the Db before any playlist names it, so a player
+ * never asks for something missing. Uploads retry with backoff for as long
+ * as the store fails; segments wait on local disk meanwhile (an outage
+ * delays the stream, it loses nothing) and are deleted locally once stored.
+ * Without recording, segments that leave the live window are deleted from
+ * the store too. When the stream ends, the live playlist gets EXT-X-ENDLIST
+ * and, with recording, a VOD playlist of every segment is written.
+ */
+import { readFile, unlink } from 'node:fs/promises';
+import { extname } from 'node:path';
+import type { DateRange, PlaylistSegment } from '../media/hls/hls-playlist.js';
+import { renderMediaPlaylist } from '../media/hls/hls-playlist.js';
+import { hlsPlaylistKey, vodPlaylistKey } from '../src/live/live-streams-service.js';
+import type { SegmentRecord, StreamRecordings, TimedMetadata } from '../src/live/stream-recordings.js';
+import type { ObjectStore } from '../src/platform/object-store/object-store.js';
+
+export const HLS_CONTENT_TYPES: Record<string, string> = {
+  '.m3u8': 'application/vnd.apple.mpegurl',
+  '.ts': 'video/mp2t',
+  '.m4s': 'video/iso.segment',
+  '.mp4': 'video/mp4',
+};
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** Players poll the live playlist every target duration; a cache must not serve it for longer. */
+const LIVE_PLAYLIST_CACHE = 'public, max-age=1';
+const VOD_PLAYLIST_CACHE = 'public, max-age=300';
+
+/** A finished segment on local disk, ready to deliver. */
+export interface LocalSegment {
+  path: string;
+  /** Object key to store it under (under `live/<publicId>/`). */
+  key: string;
+  durationSeconds: number;
+  programDateTime: Date | null;
+  /** fMP4 init segment on disk and its key, when the segment needs one. */
+  init: { path: string; key: string } | null;
+  /** First segment of a new transmuxer run after earlier ones. */
+  discontinuity: boolean;
+}
+
+export interface HlsDeliveryLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export interface HlsDeliveryOptions {
+  store: Pick<ObjectStore, 'put' | 'deleteMany'>;
+  recordings: Pick<StreamRecordings, 'append' | 'tail' | 'markReplayReady'>;
+  /** Db id of the stream. */
+  streamId: string;
+  /** Public id: the `live/<publicId>/` prefix. */
+  publicId: string;
+  /** Keep every segment and write a VOD playlist at the end. */
+  recording: boolean;
+  /** Segments listed in the live playlist. */
+  windowSize: number;
+  /** Least EXT-X-TARGETDURATION (the transmuxer's segment target, rounded up). */
+  targetDurationSeconds: number;
+  /** First retry delay after a failed upload; doubles up to `retryMaxMs`. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  logger: HlsDeliveryLogger;
+  /** Called with each segment once it is stored (metrics: upload latency). */
+  onDelivered?: (segment: LocalSegment, uploadMs: number) => void;
+}
+
+export class HlsDeliveryClosedError extends Error {
+  override name = 'HlsDeliveryClosedError';
+}
+
+const SEGMENT_CLASS: Record<TimedMetadata['kind'], string> = {
+  pin: 'com.livecommerce.pin',
+  flash_sale: 'com.livecommerce.flash-sale',
+};
+
+function toDateRange(item: TimedMetadata): DateRange {
+  return { id: item.id, class: SEGMENT_CLASS[item.kind], startDate: item.at, attributes: item.attributes };
+}
+
+export class HlsDelivery {
+  private readonly queue: LocalSegment[] = [];
+  /** The live window, oldest first. */
+  private window: PlaylistSegment[] = [];
+  private nextSequence = 0;
+  /** Discontinuities before the window's first segment. */
+  private discontinuitiesBefore = 0;
+  private readonly storedInits = new Set<string>();
+  private readonly dateRanges = new Map<string, DateRange>();
+  private running: Promise<void> | null = null;
+  private closed = false;
+  private wake: (() => void) | null = null;
+  private ended = false;
+
+  private constructor(private readonly options: HlsDeliveryOptions) {}
+
+  /** A delivery that continues the stream's playlist from the segments already in the Db. */
+  static async open(options: HlsDeliveryOptions): Promise<HlsDelivery> {
+    const delivery = new HlsDelivery(options);
+    const { segments, discontinuitiesBefore } = await options.recordings.tail(
+      options.streamId,
+      options.windowSize,
+    );
+    delivery.window = segments.map((s) => delivery.toPlaylistSegment(s));
+    delivery.discontinuitiesBefore = discontinuitiesBefore;
+    const last = segments.at(-1);
+    delivery.nextSequence = last ? last.sequence + 1 : 0;
+    for (const s of segments) if (s.initKey) delivery.storedInits.add(s.initKey);
+    return delivery;
+  }
+
+  /** Segments delivered so far (the next one's sequence). */
+  get delivered(): number {
+    return this.nextSequence;
+  }
+
+  /** Segments waiting for the store. */
+  get backlog(): number {
+    return this.queue.length;
+  }
+
+  /** Queues a finished segment. */
+  enqueue(segment: LocalSegment): void {
+    if (this.closed || this.ended) throw new HlsDeliveryClosedError('delivery is closed');
+    this.queue.push(segment);
+    this.kick();
+  }
+
+  /** Adds timed metadata; it appears in the next playlist written. */
+  addTimedMetadata(item: TimedMetadata): void {
+    this.dateRanges.set(item.id, toDateRange(item));
+    if (!this.running && !this.ended && this.window.length > 0) this.kick(true);
+  }
+
+  /** Resolves when every queued segment and the playlist naming it are stored. */
+  async drain(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  /**
+   * The stream is over: after the queue drains, the live playlist gets
+   * EXT-X-ENDLIST and, when recording, the VOD playlist is written from the
+   * Db's record of every segment.
+   */
+  async finish(): Promise<void> {
+    await this.drain();
+    this.ended = true;
+    await this.retrying('live playlist', () => this.putLivePlaylist());
+    if (this.options.recording) {
+      const all = await this.retrying('segment list', () =>
+        this.options.recordings.tail(this.options.streamId),
+      );
+      const body = renderMediaPlaylist({
+        segments: all.segments.map((s) => this.toPlaylistSegment(s)),
+        discontinuitySequence: 0,
+        dateRanges: [...this.dateRanges.values()],
+        ended: true,
+        playlistType: 'VOD',
+        minTargetDuration: this.options.targetDurationSeconds,
+      });
+      await this.retrying('VOD playlist', () =>
+        this.options.store.put(vodPlaylistKey(this.options.publicId), body, {
+          contentType: HLS_CONTENT_TYPES['.m3u8'],
+          cacheControl: VOD_PLAYLIST_CACHE,
+        }),
+      );
+      await this.retrying('replay flag', () =>
+        this.options.recordings.markReplayReady(this.options.streamId),
+      );
+    }
+  }
+
+  /** Stops retrying; queued segments stay on local disk. Idempotent. */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  private kick(playlistOnly = false): void {
+    if (this.running || this.closed) return;
+    this.running = (playlistOnly ? this.retrying('live playlist', () => this.putLivePlaylist()) : this.run())
+      .catch((err: unknown) => {
+        if (!(err instanceof HlsDeliveryClosedError))
+          this.options.logger.warn({ err, stream: this.options.publicId }, 'HLS delivery stopped');
+      })
+      .finally(() => {
+        this.running = null;
+        if (this.queue.length > 0 && !this.closed) this.kick();
+      });
+  }
+
+  private async run(): Promise<void> {
+    while (this.queue.length > 0) {
+      const segment = this.queue[0] as LocalSegment;
+      const started = Date.now();
+      if (segment.init && !this.storedInits.has(segment.init.key)) {
+        const init = segment.init;
+        await this.retrying('init segment', () => this.putFile(init.path, init.key));
+        this.storedInits.add(init.key);
+      }
+      await this.retrying('segment', () => this.putFile(segment.path, segment.key));
+      const record: SegmentRecord = {
+        sequence: this.nextSequence,
+        objectKey: segment.key,
+        initKey: segment.init?.key ?? null,
+        durationMs: Math.max(1, Math.round(segment.durationSeconds * 1000)),
+        programDateTime: segment.programDateTime,
+        discontinuity: segment.discontinuity && this.nextSequence > 0,
+      };
+      await this.retrying('segment record', () =>
+        this.options.recordings.append(this.options.streamId, record),
+      );
+      this.queue.shift();
+      this.nextSequence += 1;
+      this.window.push(this.toPlaylistSegment(record));
+      this.options.onDelivered?.(segment, Date.now() - started);
+      await unlink(segment.path).catch(() => undefined);
+      // One playlist per drained batch: after an outage the backlog goes out first, then one playlist names it all.
+      if (this.queue.length === 0) {
+        const dropped = this.trimWindow();
+        await this.retrying('live playlist', () => this.putLivePlaylist());
+        if (!this.options.recording && dropped.length > 0)
+          await this.options.store.deleteMany(dropped).catch((err: unknown) => {
+            this.options.logger.warn({ err, stream: this.options.publicId }, 'old segments not deleted');
+          });
+      }
+    }
+  }
+
+  /** Shortens the window to its size; returns the keys of segments that left it. */
+  private trimWindow(): string[] {
+    const excess = this.window.length - this.options.windowSize;
+    if (excess <= 0) return [];
+    const gone = this.window.splice(0, excess);
+    for (const s of gone) if (s.discontinuity) this.discontinuitiesBefore += 1;
+    return gone.map((s) => `live/${this.options.publicId}/${s.uri}`);
+  }
+
+  private async putLivePlaylist(): Promise<void> {
+    const first = this.window[0]?.programDateTime?.getTime() ?? 0;
+    const body = renderMediaPlaylist({
+      segments: this.window,
+      discontinuitySequence: this.discontinuitiesBefore,
+      // Metadata from before the window is over for a live viewer; the VOD keeps all of it.
+      dateRanges: [...this.dateRanges.values()].filter((r) => r.startDate.getTime() >= first - 1000),
+      ended: this.ended,
+      minTargetDuration: this.options.targetDurationSeconds,
+    });
+    await this.options.store.put(hlsPlaylistKey(this.options.publicId), body, {
+      contentType: HLS_CONTENT_TYPES['.m3u8'],
+      cacheControl: LIVE_PLAYLIST_CACHE,
+    });
+  }
+
+  private async putFile(path: string, key: string): Promise<void> {
+    const body = await readFile(path);
+    await this.options.store.put(key, body, {
+      contentType: HLS_CONTENT_TYPES[extname(key)] ?? 'application/octet-stream',
+      cacheControl: IMMUTABLE,
+    });
+  }
+
+  /** Runs `attempt` until it succeeds, backing off between failures; throws only once closed. */
+  private async retrying<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+    let delay = this.options.retryBaseMs ?? 250;
+    const max = this.options.retryMaxMs ?? 5000;
+    for (let failures = 0; ; failures++) {
+      if (this.closed) throw new HlsDeliveryClosedError('delivery is closed');
+      try {
+        const result = await attempt();
+        if (failures > 0)
+          this.options.logger.info({ stream: this.options.publicId, what, failures }, 'HLS upload recovered');
+        return result;
+      } catch (err) {
+        if (failures === 0 || failures % 10 === 0)
+          this.options.logger.warn(
+            { err, stream: this.options.publicId, what, failures: failures + 1 },
+            'HLS upload failed; retrying',
+          );
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = null;
+        delay = Math.min(max, delay * 2);
+      }
+    }
+  }
+
+  private toPlaylistSegment(s: SegmentRecord): PlaylistSegment {
+    const prefix = `live/${this.options.publicId}/`;
+    const relative = (key: string) => (key.startsWith(prefix) ? key.slice(prefix.length) : key);
+    return {
+      sequence: s.sequence,
+      uri: relative(s.objectKey),
+      durationSeconds: s.durationMs / 1000,
+      programDateTime: s.programDateTime,
+      initUri: s.initKey ? relative(s.initKey) : null,
+      discontinuity: s.discontinuity,
+    };
+  }
+}
