@@ -22,6 +22,7 @@ import type { Engine } from '../src/platform/engine/engine.js';
 import type { ObjectStore } from '../src/platform/object-store/object-store.js';
 import { HlsDelivery } from '../workers/hls-delivery.js';
 import { HlsPackager, type HlsSegmentType } from './hls/hls-packager.js';
+import type { IngestMetrics } from './ingest-metrics.js';
 import { RtmpServer } from './rtmp/rtmp-server.js';
 import type {
   PublishDecision,
@@ -74,8 +75,7 @@ export interface LiveIngestOptions {
   /** Timed metadata (pins) arrives on the bus from whichever instance took the request. */
   bus: Pick<Engine, 'subscribe'>;
   logger: IngestLogger;
-  /** Measurements: a segment stored (upload time) and the first one of a stream. */
-  onSegmentDelivered?: (publicId: string, uploadMs: number) => void;
+  metrics?: IngestMetrics;
 }
 
 /** Checks that ffmpeg runs; throws with the reason otherwise. */
@@ -100,7 +100,11 @@ export class LiveIngest {
     this.rtmp = new RtmpServer({
       host: options.host,
       port: options.port,
-      onPublish: (request, session) => this.onPublish(request, session),
+      onPublish: async (request, session) => {
+        const decision = await this.onPublish(request, session);
+        if (!decision.accept) options.metrics?.publishRefused(decision.reason);
+        return decision;
+      },
     });
     this.rtmp.on('sessionError', (err, session) =>
       options.logger.warn({ err: err.message, remote: session.remoteAddress }, 'RTMP session error'),
@@ -225,7 +229,7 @@ class StreamPipeline {
       targetDurationSeconds: Math.ceil(options.segmentSeconds),
       retryMaxMs: options.uploadRetryMaxMs,
       logger: options.logger,
-      onDelivered: (_segment, ms) => options.onSegmentDelivered?.(ids.publicId, ms),
+      onDelivered: (_segment, ms) => options.metrics?.segmentDelivered(ms),
     });
     const pipeline = new StreamPipeline(options, ids, delivery, onGone);
     const add = (item: TimedMetadata) => delivery.addTimedMetadata(item);

@@ -24,7 +24,7 @@ import { liveRoutes } from './live/live-routes.js';
 import { registerErrorHandling, toAppError } from './platform/http/error-handler.js';
 import { registerHealthRoutes } from './platform/http/health-routes.js';
 import { registerMediaRoutes } from './platform/http/media-routes.js';
-import { createMetricsRegistry, registerMetrics } from './platform/http/metrics.js';
+import { registerMetrics } from './platform/http/metrics.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { engineRateLimitStore } from './platform/http/rate-limit-store.js';
 import { buildValidator } from './platform/http/validation.js';
@@ -76,7 +76,7 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
     skipOnError: true,
   });
   registerAuthHooks(app, services.tokens);
-  if (config.METRICS_ENABLED) registerMetrics(app, createMetricsRegistry());
+  if (config.METRICS_ENABLED) registerMetrics(app, services.metrics);
 
   registerHealthRoutes(app, [
     { name: 'db', kind: services.db.kind, check: () => services.db.check() },

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { type Config, ConfigError, loadConfig, publicBaseUrl } from '../config/schema.js';
+import { createIngestMetrics } from '../media/ingest-metrics.js';
 import { checkFfmpeg, LiveIngest } from '../media/live-ingest.js';
 import { buildApp } from './app.js';
 import { resolveJwtSecret } from './auth/tokens.js';
@@ -170,6 +171,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         store: objectStore,
         bus: engine,
         logger,
+        metrics: createIngestMetrics(services.metrics, () => ingest?.streamCount ?? 0),
       });
       const running = ingest;
       // Before the jobs stop and adapters close: the last segments are uploaded and recorded.

@@ -2,6 +2,7 @@
  * Builds every domain service from already-open adapters. Shared by the
  * composition root (src/server.ts) and the tests, so both run the same graph.
  */
+import type { Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import { Gateway, type GatewayLogger, gatewayOptionsFromConfig } from '../signaling/gateway.js';
 import { commerceExpiryJobs } from '../workers/commerce-expiry.js';
@@ -24,6 +25,7 @@ import { LiveStreamsService, rtmpServerUrl } from './live/live-streams-service.j
 import { StreamRecordings, timedMetadataChannel } from './live/stream-recordings.js';
 import type { DbHandle } from './platform/db/db.js';
 import type { Engine } from './platform/engine/engine.js';
+import { createMetricsRegistry } from './platform/http/metrics.js';
 import type { ObjectStore } from './platform/object-store/object-store.js';
 
 export interface Adapters {
@@ -34,6 +36,8 @@ export interface Adapters {
 
 export interface Services extends Adapters {
   config: Config;
+  /** Prometheus registry served at /metrics; modules register their own metrics in it. */
+  metrics: Registry;
   tokens: TokenService;
   users: UsersService;
   catalog: CatalogService;
@@ -148,6 +152,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
   return {
     ...adapters,
     config,
+    metrics: createMetricsRegistry(),
     tokens,
     users,
     catalog,

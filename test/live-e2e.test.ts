@@ -149,19 +149,18 @@ await describeWithService(
       if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
       return json;
     };
+    interface Probe {
+      fatal: string | null;
+      errors: string[];
+      events: Array<{ e: string; d: { id?: string } }>;
+      dateRanges: string[];
+      currentTime: number;
+    }
+    // A string, so this Node-side file needs no DOM types.
     const probe = (page: Page) =>
-      page.evaluate(() => {
-        const w = window as unknown as {
-          probe: {
-            fatal: string | null;
-            errors: string[];
-            events: Array<{ e: string; d: { id?: string } }>;
-            dateRanges: string[];
-          };
-        };
-        const v = document.getElementById('v') as HTMLVideoElement;
-        return { ...w.probe, currentTime: v.currentTime };
-      });
+      page.evaluate(
+        "({ ...window.probe, currentTime: document.getElementById('v').currentTime })",
+      ) as Promise<Probe>;
 
     it('OBS-like publish plays live in Chromium with hls.js, pins arrive, and the recording plays after the end', async () => {
       const product = (await api('POST', '/v1/products', {

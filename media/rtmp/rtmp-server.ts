@@ -28,6 +28,8 @@ export interface RtmpServerOptions {
   setupTimeoutMs?: number;
   /** A silent connection is closed after this. Default 30 s. */
   idleTimeoutMs?: number;
+  /** See `RtmpSessionOptions.readCoalesceMs`. Default 50 ms. */
+  readCoalesceMs?: number;
 }
 
 export interface RtmpServerEvents {
@@ -85,6 +87,7 @@ export class RtmpServer extends EventEmitter<RtmpServerEvents> {
       maxMessageBytes: this.options.maxMessageBytes ?? 8 * 1024 * 1024,
       setupTimeoutMs: this.options.setupTimeoutMs ?? 10_000,
       idleTimeoutMs: this.options.idleTimeoutMs ?? 30_000,
+      readCoalesceMs: this.options.readCoalesceMs ?? 50,
     });
     this.sessions.add(session);
     session.on('error', (err) => this.emit('sessionError', err, session));
