@@ -300,6 +300,13 @@ export const ConfigSchema = Type.Object(
       description:
         'Longest wait between retries of a failed segment or playlist upload (the wait doubles from 250 ms). Uploads retry until they succeed.',
     }),
+    RECORDING_RETENTION_DAYS: Type.Integer({
+      minimum: 0,
+      maximum: 36500,
+      default: 0,
+      description:
+        'Days a stream recording (segments and VOD playlist) is kept after the stream ends; then it is deleted from the object store. 0 keeps recordings forever.',
+    }),
     UPLOAD_MAX_BYTES: Type.Integer({
       minimum: 1024,
       maximum: 1073741824,

@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import { Gateway, type GatewayLogger, gatewayOptionsFromConfig } from '../signaling/gateway.js';
 import { commerceExpiryJobs } from '../workers/commerce-expiry.js';
+import { recordingJobs } from '../workers/live-recordings.js';
 import { type JobLogger, PeriodicJob } from '../workers/periodic-job.js';
 import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
@@ -94,12 +95,21 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
       perUserMax: config.FLASH_VELOCITY_PER_USER,
       perIpMax: config.FLASH_VELOCITY_PER_IP,
     },
-    // Live stock goes to the stream's room; ephemeral: the sale's GET has the current value for late joiners.
-    ({ saleId, streamId, remaining }) => {
-      if (streamId)
-        gateway
-          .publish(`stream:${streamId}`, 'flash.stock', { saleId, remaining }, { ephemeral: true })
-          .catch((err: unknown) => options.logger.error({ err, saleId }, 'flash stock publish failed'));
+    {
+      // Live stock goes to the stream's room; ephemeral: the sale's GET has the current value for late joiners.
+      onStock: ({ saleId, streamId, remaining }) => {
+        if (streamId)
+          gateway
+            .publish(`stream:${streamId}`, 'flash.stock', { saleId, remaining }, { ephemeral: true })
+            .catch((err: unknown) => options.logger.error({ err, saleId }, 'flash stock publish failed'));
+      },
+      onCreated: (sale) => {
+        liveStreams
+          .announceFlashSale(sale)
+          .catch((err: unknown) =>
+            options.logger.error({ err, saleId: sale.id }, 'flash sale announcement failed'),
+          );
+      },
     },
   );
   const payments = options.payments ?? new TestPaymentProvider();
@@ -140,6 +150,18 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     },
   });
   const recordings = new StreamRecordings(db);
+  jobs.push(
+    ...recordingJobs({
+      recordings,
+      store: adapters.objectStore,
+      retentionDays: config.RECORDING_RETENTION_DAYS,
+      orphanAfterMs: config.STREAM_RECONNECT_GRACE_MS + 5 * 60_000,
+      windowSize: config.HLS_LIVE_WINDOW_SEGMENTS,
+      targetDurationSeconds: Math.ceil(config.HLS_SEGMENT_SECONDS),
+      intervalMs: 60_000,
+      logger: options.logger,
+    }),
+  );
   // Ends live streams whose publisher left (or whose ingest died) more than the grace period ago.
   jobs.push(
     new PeriodicJob(

@@ -194,7 +194,7 @@ describe('live ingest (RTMP → HLS → object store)', () => {
     expect(store.violations).toEqual([]);
   });
 
-  it('a pin during the stream is written into the live playlist as EXT-X-DATERANGE at its program date time', async () => {
+  it('a pin and a flash-sale start during the stream are written into the live playlist as EXT-X-DATERANGE at their moment', async () => {
     const product = await insertProduct(t.db.db, streamer.id);
     const { stream, streamKey } = await createStream({ productIds: [product.productId] });
     const live = `live/${stream.id}/index.m3u8`;
@@ -223,6 +223,33 @@ describe('live ingest (RTMP → HLS → object store)', () => {
     ).media_origin_at as Date;
     const start = /START-DATE="([^"]+)"/.exec(line)?.[1] as string;
     expect(new Date(start).getTime()).toBe(origin.getTime() + pin.mediaTimeMs);
+
+    // A flash sale started in the stream is written too, at its start.
+    const startsAt = new Date();
+    const sale = await t.app.inject({
+      method: 'POST',
+      url: '/v1/flash-sales',
+      headers: { authorization: `Bearer ${streamer.token}` },
+      payload: {
+        skuId: product.skuId,
+        salePriceMinor: 500,
+        quantity: 5,
+        perUserLimit: 1,
+        reservationTtlSeconds: 60,
+        startsAt: startsAt.toISOString(),
+        endsAt: new Date(startsAt.getTime() + 60_000).toISOString(),
+        streamId: stream.id,
+      },
+    });
+    expect(sale.statusCode, sale.body).toBe(201);
+    const saleId = (sale.json() as { id: string }).id;
+    await waitFor(async () => ((await text(live)) ?? '').includes(`ID="flash-${saleId}"`), 15_000);
+    const saleLine = ((await text(live)) as string)
+      .split('\n')
+      .find((l) => l.includes(`flash-${saleId}`)) as string;
+    expect(saleLine).toContain('CLASS="com.livecommerce.flash-sale"');
+    expect(saleLine).toContain(`START-DATE="${startsAt.toISOString()}"`);
+    expect(saleLine).toContain('X-QUANTITY=5');
     await pub.stop();
   });
 

@@ -42,9 +42,10 @@ export interface LocalSegment {
   discontinuity: boolean;
 }
 
+/** A pino logger satisfies this; missing levels are dropped. */
 export interface HlsDeliveryLogger {
-  warn(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
+  warn?(obj: object, msg: string): void;
+  info?(obj: object, msg: string): void;
 }
 
 export interface HlsDeliveryOptions {
@@ -64,7 +65,7 @@ export interface HlsDeliveryOptions {
   retryBaseMs?: number;
   retryMaxMs?: number;
   logger: HlsDeliveryLogger;
-  /** Called with each segment once it is stored (metrics: upload latency). */
+  /** Called with each segment once it is stored, with the time since it was queued (metrics). */
   onDelivered?: (segment: LocalSegment, uploadMs: number) => void;
 }
 
@@ -82,7 +83,7 @@ function toDateRange(item: TimedMetadata): DateRange {
 }
 
 export class HlsDelivery {
-  private readonly queue: LocalSegment[] = [];
+  private readonly queue: Array<{ segment: LocalSegment; queuedAt: number }> = [];
   /** The live window, oldest first. */
   private window: PlaylistSegment[] = [];
   private nextSequence = 0;
@@ -125,7 +126,7 @@ export class HlsDelivery {
   /** Queues a finished segment. */
   enqueue(segment: LocalSegment): void {
     if (this.closed || this.ended) throw new HlsDeliveryClosedError('delivery is closed');
-    this.queue.push(segment);
+    this.queue.push({ segment, queuedAt: Date.now() });
     this.kick();
   }
 
@@ -184,7 +185,7 @@ export class HlsDelivery {
     this.running = (playlistOnly ? this.retrying('live playlist', () => this.putLivePlaylist()) : this.run())
       .catch((err: unknown) => {
         if (!(err instanceof HlsDeliveryClosedError))
-          this.options.logger.warn({ err, stream: this.options.publicId }, 'HLS delivery stopped');
+          this.options.logger.warn?.({ err, stream: this.options.publicId }, 'HLS delivery stopped');
       })
       .finally(() => {
         this.running = null;
@@ -194,8 +195,7 @@ export class HlsDelivery {
 
   private async run(): Promise<void> {
     while (this.queue.length > 0) {
-      const segment = this.queue[0] as LocalSegment;
-      const started = Date.now();
+      const { segment, queuedAt } = this.queue[0] as { segment: LocalSegment; queuedAt: number };
       if (segment.init && !this.storedInits.has(segment.init.key)) {
         const init = segment.init;
         await this.retrying('init segment', () => this.putFile(init.path, init.key));
@@ -216,7 +216,7 @@ export class HlsDelivery {
       this.queue.shift();
       this.nextSequence += 1;
       this.window.push(this.toPlaylistSegment(record));
-      this.options.onDelivered?.(segment, Date.now() - started);
+      this.options.onDelivered?.(segment, Date.now() - queuedAt);
       await unlink(segment.path).catch(() => undefined);
       // One playlist per drained batch: after an outage the backlog goes out first, then one playlist names it all.
       if (this.queue.length === 0) {
@@ -224,7 +224,7 @@ export class HlsDelivery {
         await this.retrying('live playlist', () => this.putLivePlaylist());
         if (!this.options.recording && dropped.length > 0)
           await this.options.store.deleteMany(dropped).catch((err: unknown) => {
-            this.options.logger.warn({ err, stream: this.options.publicId }, 'old segments not deleted');
+            this.options.logger.warn?.({ err, stream: this.options.publicId }, 'old segments not deleted');
           });
       }
     }
@@ -272,11 +272,14 @@ export class HlsDelivery {
       try {
         const result = await attempt();
         if (failures > 0)
-          this.options.logger.info({ stream: this.options.publicId, what, failures }, 'HLS upload recovered');
+          this.options.logger.info?.(
+            { stream: this.options.publicId, what, failures },
+            'HLS upload recovered',
+          );
         return result;
       } catch (err) {
         if (failures === 0 || failures % 10 === 0)
-          this.options.logger.warn(
+          this.options.logger.warn?.(
             { err, stream: this.options.publicId, what, failures: failures + 1 },
             'HLS upload failed; retrying',
           );

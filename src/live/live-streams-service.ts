@@ -32,7 +32,7 @@ import { AppError } from '../platform/errors.js';
 import type { ObjectStore } from '../platform/object-store/object-store.js';
 import type { StreamEndReason, StreamPinKind, StreamStatus, StreamsTable } from './live-tables.js';
 import { hashStreamKey, newPublicId, newStreamKey, STREAM_KEY_PATTERN, sameKeyHash } from './stream-keys.js';
-import { pinMetadata, type TimedMetadata } from './stream-recordings.js';
+import { flashSaleMetadata, pinMetadata, type TimedMetadata } from './stream-recordings.js';
 
 type Db = Kysely<Database>;
 type StreamRow = Selectable<StreamsTable>;
@@ -820,6 +820,41 @@ export class LiveStreamsService {
       reason: 'ended_by_streamer',
     });
     return this.toStream(row, true);
+  }
+
+  /**
+   * A flash sale was created for a stream: its viewers get `flash.sale` (the
+   * card and the countdown), stamped with the stream's media time of the
+   * sale's start when the stream is live, and the ingest writes the start
+   * into the live playlist. `streamId` of a sale is free text: a sale for an
+   * unknown stream is announced in its room without a media time.
+   */
+  async announceFlashSale(sale: FlashSaleView): Promise<void> {
+    if (!sale.streamId) return;
+    const stream = await this.db
+      .selectFrom('streams')
+      .select(['public_id', 'status', 'media_origin_at'])
+      .where('public_id', '=', sale.streamId)
+      .executeTakeFirst();
+    const startsAt = new Date(sale.startsAt);
+    const origin = stream?.status === 'live' ? stream.media_origin_at : null;
+    const mediaTimeMs = origin
+      ? Math.min(MEDIA_TIME_MAX_MS, Math.max(0, startsAt.getTime() - origin.getTime()))
+      : null;
+    await this.publish(sale.streamId, 'flash.sale', { sale, mediaTimeMs });
+    if (stream && stream.status !== 'ended')
+      this.onTimedMetadata?.(
+        stream.public_id,
+        flashSaleMetadata({
+          id: sale.id,
+          productId: sale.productId,
+          startsAt,
+          endsAt: new Date(sale.endsAt),
+          quantity: sale.quantity,
+          salePriceMinor: sale.salePriceMinor,
+          currency: sale.currency,
+        }),
+      );
   }
 
   /** The stream's lifecycle state (by Db id). */

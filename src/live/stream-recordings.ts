@@ -145,6 +145,59 @@ export class StreamRecordings {
     return items.sort((a, b) => a.at.getTime() - b.at.getTime());
   }
 
+  /**
+   * Recorded streams that ended more than `afterMs` ago with segments but no
+   * replay: their ingest died before writing the VOD.
+   */
+  async unfinished(afterMs: number, limit = 10): Promise<Array<{ streamId: string; publicId: string }>> {
+    const rows = await this.db
+      .selectFrom('streams')
+      .select(['id', 'public_id'])
+      .where('status', '=', 'ended')
+      .where('recording', '=', true)
+      .where('replay_ready_at', 'is', null)
+      .where('ended_at', '<', new Date(Date.now() - afterMs))
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('stream_segments')
+            .select('sequence')
+            .whereRef('stream_segments.stream_id', '=', 'streams.id'),
+        ),
+      )
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ streamId: r.id, publicId: r.public_id }));
+  }
+
+  /** Ended streams past the retention (ended before `cutoff`) that still have media. */
+  async expired(cutoff: Date, limit = 10): Promise<Array<{ streamId: string; publicId: string }>> {
+    const rows = await this.db
+      .selectFrom('streams')
+      .select(['id', 'public_id'])
+      .where('status', '=', 'ended')
+      .where('ended_at', '<', cutoff)
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('stream_segments')
+            .select('sequence')
+            .whereRef('stream_segments.stream_id', '=', 'streams.id'),
+        ),
+      )
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ streamId: r.id, publicId: r.public_id }));
+  }
+
+  /** Forgets a stream's media after its objects were deleted: no segments, no replay. */
+  async forget(streamId: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('stream_segments').where('stream_id', '=', streamId).execute();
+      await trx.updateTable('streams').set({ replay_ready_at: null }).where('id', '=', streamId).execute();
+    });
+  }
+
   async markReplayReady(streamId: string): Promise<void> {
     await this.db
       .updateTable('streams')

@@ -85,6 +85,17 @@ interface SaleMeta {
   soldOutUntil: number;
 }
 
+export interface FlashSaleHooks {
+  /**
+   * Called on the instance that changed a sale's stock (at most every 200 ms
+   * per sale, the last value always), so the live room of the sale's stream
+   * can show "12 left"; other instances hear it on the bus.
+   */
+  onStock?: (update: { saleId: string; streamId: string | null; remaining: number }) => void;
+  /** Called once a sale is created (announce it in its stream: card, countdown, timed metadata). */
+  onCreated?: (sale: FlashSaleView) => void;
+}
+
 export class FlashSalesService {
   private readonly hot: FlashSaleEngine;
   private readonly writer: ReservationWriter;
@@ -93,21 +104,17 @@ export class FlashSalesService {
   private readonly publishTimers = new Map<string, { timer: NodeJS.Timeout; stock: number }>();
   private unsubscribe?: () => Promise<void>;
 
-  /**
-   * @param onStock called on the instance that changed a sale's stock (at most
-   *   every 200 ms per sale, the last value always), so the live room of the
-   *   sale's stream can show "12 left"; other instances hear it on the bus.
-   */
+  private readonly onStock?: FlashSaleHooks['onStock'];
+  private readonly onCreated?: FlashSaleHooks['onCreated'];
+
   constructor(
     private readonly db: Db,
     private readonly engine: Engine,
     private readonly velocity: VelocityLimits,
-    private readonly onStock?: (update: {
-      saleId: string;
-      streamId: string | null;
-      remaining: number;
-    }) => void,
+    hooks: FlashSaleHooks = {},
   ) {
+    this.onStock = hooks.onStock;
+    this.onCreated = hooks.onCreated;
     this.hot = new FlashSaleEngine(engine);
     this.writer = new ReservationWriter(db);
   }
@@ -164,7 +171,9 @@ export class FlashSalesService {
       })
       .execute();
     await this.ensureLoaded(id);
-    return this.get(id);
+    const view = await this.get(id);
+    this.onCreated?.(view);
+    return view;
   }
 
   async get(id: string): Promise<FlashSaleView> {
