@@ -10,7 +10,8 @@
  * steady window ÷ CPU of the K bare ffmpeg processes over the same length
  * of window. The publishers (OBS's part) are counted on neither side.
  * first_segment_s: publish start → the stream's playlist (hence its first
- * segment) readable in the object store. upload_p95_ms: segment finished →
+ * segment) readable in the object store; the slowest stream (and the median).
+ * Streams start 250 ms apart, on both sides. upload_p95_ms: segment finished →
  * stored and recorded, from the server's /metrics histogram (interpolated).
  *
  * Last stdout line: {"bench":"live-ingest","streams":K,"cpu_ratio":R,"first_segment_s":F,"upload_p95_ms":U,...}
@@ -24,6 +25,7 @@ import { startServerProcess } from '../test/support/server-process.js';
 
 const log = (msg: string) => process.stderr.write(`[live-ingest] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const STAGGER_MS = 250;
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 /** CPU ms of the processes, read from /proc (`system`: kernel time only). Gone processes count 0. */
@@ -68,7 +70,16 @@ function prepareInput(): string {
   log('encoding the 720p input once (about half a minute)…');
   execFileSync('ffmpeg', [
     ...['-hide_banner', '-loglevel', 'error', '-y'],
-    ...['-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
+    ...[
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=1280x720:rate=30',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:sample_rate=48000',
+    ],
     ...['-t', '30', '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-b:v', '2500k'],
     ...['-g', '30', '-keyint_min', '30', '-sc_threshold', '0', '-c:a', 'aac', '-ar', '48000', '-b:a', '128k'],
     `${file}.tmp.flv`,
@@ -122,12 +133,16 @@ export async function main(args: string[]): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'lcs-bench-ingest-'));
   try {
     // --- the pipeline
-    const server = await startServerProcess({
-      DATA_DIR: dataDir,
-      ADMIN_EMAIL: 'bench@example.com',
-      ADMIN_PASSWORD: 'bench-password-123',
-      LIVE_MAX_STREAMS: String(streams + 5),
-    }, 60_000, process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []);
+    const server = await startServerProcess(
+      {
+        DATA_DIR: dataDir,
+        ADMIN_EMAIL: 'bench@example.com',
+        ADMIN_PASSWORD: 'bench-password-123',
+        LIVE_MAX_STREAMS: String(streams + 5),
+      },
+      60_000,
+      process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [],
+    );
     const login = await fetch(`${server.url}/v1/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -147,7 +162,10 @@ export async function main(args: string[]): Promise<void> {
     log(`pipeline: ${streams} publishers for ${seconds} s`);
     const objects = join(dataDir, 'objects');
     const firstSegment: number[] = [];
-    const publishers = created.map(({ id, key }) => {
+    const publishers: Array<{ poll: NodeJS.Timeout; pub: ReturnType<typeof startPublisher> }> = [];
+    for (const { id, key } of created) {
+      // Streams go live one after another (a quarter second apart), as shows do, not in one instant.
+      if (publishers.length > 0) await sleep(STAGGER_MS);
       const started = performance.now();
       const playlist = join(objects, 'live', id, 'index.m3u8');
       const poll = setInterval(() => {
@@ -156,11 +174,11 @@ export async function main(args: string[]): Promise<void> {
           clearInterval(poll);
         }
       }, 10);
-      return {
+      publishers.push({
         poll,
         pub: startPublisher({ url: `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`, inputFile: input }),
-      };
-    });
+      });
+    }
     await sleep(warmup * 1000);
     const window = seconds - warmup - 2;
     const pipelinePids = tree(server.proc.pid as number);
@@ -186,7 +204,11 @@ export async function main(args: string[]): Promise<void> {
     // --- the baseline, same inputs and window length
     log(`baseline: ${streams} bare ffmpeg -c copy -f hls`);
     const bareDir = join(dataDir, 'bare');
-    const bare = created.map((_, i) => bareFfmpeg(input, join(bareDir, String(i))));
+    const bare: ChildProcess[] = [];
+    for (let i = 0; i < streams; i++) {
+      if (i > 0) await sleep(STAGGER_MS);
+      bare.push(bareFfmpeg(input, join(bareDir, String(i))));
+    }
     await sleep(warmup * 1000);
     const barePids = bare.map((p) => p.pid as number);
     const b0 = cpuMs(barePids);
