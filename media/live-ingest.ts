@@ -230,6 +230,14 @@ class StreamPipeline {
       retryMaxMs: options.uploadRetryMaxMs,
       logger: options.logger,
       onDelivered: (_segment, ms) => options.metrics?.segmentDelivered(ms),
+      // Media time 0 is the first segment's first frame; set once, when players can start.
+      onPlayable: (first) => {
+        options.liveStreams
+          .setMediaOrigin(ids.streamId, first.programDateTime ?? new Date())
+          .catch((err: unknown) =>
+            options.logger.warn({ err, stream: ids.publicId }, 'media origin not saved'),
+          );
+      },
     });
     const pipeline = new StreamPipeline(options, ids, delivery, onGone);
     const add = (item: TimedMetadata) => delivery.addTimedMetadata(item);
@@ -267,12 +275,6 @@ class StreamPipeline {
     let firstOfRun = true;
     packager.on('segment', (segment) => {
       const keyOf = (file: string) => `live/${ids.publicId}/${runId}/${file}`;
-      if (firstOfRun && delivery.delivered === 0 && delivery.backlog === 0)
-        options.liveStreams
-          .setMediaOrigin(ids.streamId, segment.programDateTime ?? new Date())
-          .catch((err: unknown) =>
-            options.logger.warn({ err, stream: ids.publicId }, 'media origin not saved'),
-          );
       delivery.enqueue({
         path: segment.path,
         key: keyOf(segment.file),

@@ -28,6 +28,7 @@ import { registerMetrics } from './platform/http/metrics.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { engineRateLimitStore } from './platform/http/rate-limit-store.js';
 import { buildValidator } from './platform/http/validation.js';
+import { registerWebApps } from './platform/http/web-apps.js';
 import { loggerOptions } from './platform/logger.js';
 import type { Services } from './services.js';
 import { VERSION } from './version.js';
@@ -84,6 +85,7 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
     { name: 'objectStore', kind: services.objectStore.kind, check: () => services.objectStore.check() },
   ]);
   registerMediaRoutes(app, services.objectStore);
+  registerWebApps(app);
   await app.register(authRoutes, {
     users: services.users,
     authRateLimitPerMinute: config.AUTH_RATE_LIMIT_PER_MINUTE,

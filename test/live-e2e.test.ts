@@ -6,31 +6,22 @@
  * a fatal error, the pin arrives over the WebSocket and as an EXT-X-DATERANGE,
  * and after the stream ends its VOD playlist plays too.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CreateBucketCommand, PutBucketAclCommand, S3Client } from '@aws-sdk/client-s3';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  ARTIFACTS,
+  type LiveStack,
+  probeLiveStack,
+  S3_PUBLIC_BASE,
+  startLiveStack,
+} from './support/live-stack.js';
 import { describeWithService } from './support/real-services.js';
 import { startPublisher } from './support/rtmp-publisher.js';
-import { type ServerProcess, startServerProcess, waitFor } from './support/server-process.js';
-
-const S3_ENDPOINT = process.env.TEST_S3_ENDPOINT;
-const S3_PUBLIC_BASE = process.env.TEST_S3_PUBLIC_BASE;
-const ARTIFACTS = resolve('test-artifacts');
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--autoplay-policy=no-user-gesture-required',
-];
+import { waitFor } from './support/server-process.js';
 
 /** A bare player page: hls.js on a muted video, the stream's room over /ws, everything observed kept on `window.probe`. */
 const PLAYER_HTML = `<!doctype html><html><head><meta charset="utf-8"><title>player</title></head>
@@ -62,180 +53,116 @@ const PLAYER_HTML = `<!doctype html><html><head><meta charset="utf-8"><title>pla
   }
 </script></body></html>`;
 
-await describeWithService(
-  'live end to end (RTMP → S3 → Chromium/hls.js)',
-  async () => {
-    if (!S3_ENDPOINT || !S3_PUBLIC_BASE)
-      throw new Error(
-        'TEST_S3_ENDPOINT/TEST_S3_PUBLIC_BASE not set; start Swift first: source scripts/test-s3.sh',
-      );
-    readFileSync('/usr/bin/chromium');
-  },
-  () => {
-    let server: ServerProcess;
-    let pageServer: Server;
-    let pageBase: string;
-    let browser: Browser;
-    let dataDir: string;
-    let admin: string;
+await describeWithService('live end to end (RTMP → S3 → Chromium/hls.js)', probeLiveStack, () => {
+  let stack: LiveStack;
+  let pageServer: Server;
+  let pageBase: string;
 
-    beforeAll(async () => {
-      const bucket = `lcs-e2e-${randomBytes(4).toString('hex')}`;
-      const s3 = new S3Client({
-        endpoint: S3_ENDPOINT,
-        region: process.env.TEST_S3_REGION || 'us-east-1',
-        forcePathStyle: true,
-        credentials: {
-          accessKeyId: process.env.TEST_S3_ACCESS_KEY_ID ?? '',
-          secretAccessKey: process.env.TEST_S3_SECRET_ACCESS_KEY ?? '',
-        },
-      });
-      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-      // Players read anonymously (Swift serves a public-read container's plain URL, with CORS).
-      await s3.send(new PutBucketAclCommand({ Bucket: bucket, ACL: 'public-read' }));
-      s3.destroy();
-
-      dataDir = mkdtempSync(join(tmpdir(), 'lcs-e2e-'));
-      server = await startServerProcess({
-        DATA_DIR: dataDir,
-        STREAM_RECONNECT_GRACE_MS: '2000',
-        ADMIN_EMAIL: 'admin@example.com',
-        ADMIN_PASSWORD: 'admin-password-123',
-        S3_BUCKET: bucket,
-        S3_ENDPOINT: S3_ENDPOINT as string,
-        S3_REGION: process.env.TEST_S3_REGION || 'us-east-1',
-        S3_ACCESS_KEY_ID: process.env.TEST_S3_ACCESS_KEY_ID ?? '',
-        S3_SECRET_ACCESS_KEY: process.env.TEST_S3_SECRET_ACCESS_KEY ?? '',
-        S3_FORCE_PATH_STYLE: 'true',
-        S3_PUBLIC_URL: `${S3_PUBLIC_BASE}/${bucket}`,
-      });
-      const login = await fetch(`${server.url}/v1/auth/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ email: 'admin@example.com', password: 'admin-password-123' }),
-      });
-      admin = ((await login.json()) as { token: string }).token;
-
-      const hlsJs = readFileSync(resolve('node_modules/hls.js/dist/hls.min.js'));
-      pageServer = createServer((req, res) => {
-        if (req.url?.startsWith('/hls.js'))
-          res.writeHead(200, { 'content-type': 'text/javascript' }).end(hlsJs);
-        else res.writeHead(200, { 'content-type': 'text/html' }).end(PLAYER_HTML);
-      });
-      await new Promise<void>((r) => pageServer.listen(0, '127.0.0.1', r));
-      const address = pageServer.address();
-      pageBase = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-      browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
-      mkdirSync(ARTIFACTS, { recursive: true });
+  beforeAll(async () => {
+    stack = await startLiveStack();
+    const hlsJs = readFileSync(resolve('node_modules/hls.js/dist/hls.min.js'));
+    pageServer = createServer((req, res) => {
+      if (req.url?.startsWith('/hls.js'))
+        res.writeHead(200, { 'content-type': 'text/javascript' }).end(hlsJs);
+      else res.writeHead(200, { 'content-type': 'text/html' }).end(PLAYER_HTML);
     });
+    await new Promise<void>((r) => pageServer.listen(0, '127.0.0.1', r));
+    const address = pageServer.address();
+    pageBase = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  });
 
-    afterAll(async () => {
-      await browser?.close();
-      pageServer?.close();
-      await server?.stop();
-      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-    });
+  afterAll(async () => {
+    pageServer?.close();
+    await stack?.close();
+  });
 
-    const api = async (method: string, path: string, body?: object) => {
-      const res = await fetch(`${server.url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${admin}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      const json = (await res.json()) as Record<string, unknown>;
-      if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-      return json;
+  const api = (method: string, path: string, body?: object) => stack.api(method, path, body);
+  interface Probe {
+    fatal: string | null;
+    errors: string[];
+    events: Array<{ e: string; d: { id?: string } }>;
+    dateRanges: string[];
+    currentTime: number;
+  }
+  // A string, so this Node-side file needs no DOM types.
+  const probe = (page: Page) =>
+    page.evaluate(
+      "({ ...window.probe, currentTime: document.getElementById('v').currentTime })",
+    ) as Promise<Probe>;
+
+  it('OBS-like publish plays live in Chromium with hls.js, pins arrive, and the recording plays after the end', async () => {
+    const product = (await api('POST', '/v1/products', {
+      title: 'Trail runner',
+      category: 'shoes',
+      currency: 'EUR',
+      skus: [{ code: 'TR-42', name: '42', priceMinor: 8900, stock: 10 }],
+    })) as { id: string };
+    const created = (await api('POST', '/v1/streams', { title: 'E2E drop', productIds: [product.id] })) as {
+      stream: { id: string };
+      rtmpUrl: string;
+      streamKey: string;
     };
-    interface Probe {
-      fatal: string | null;
-      errors: string[];
-      events: Array<{ e: string; d: { id?: string } }>;
-      dateRanges: string[];
-      currentTime: number;
-    }
-    // A string, so this Node-side file needs no DOM types.
-    const probe = (page: Page) =>
-      page.evaluate(
-        "({ ...window.probe, currentTime: document.getElementById('v').currentTime })",
-      ) as Promise<Probe>;
-
-    it('OBS-like publish plays live in Chromium with hls.js, pins arrive, and the recording plays after the end', async () => {
-      const product = (await api('POST', '/v1/products', {
-        title: 'Trail runner',
-        category: 'shoes',
-        currency: 'EUR',
-        skus: [{ code: 'TR-42', name: '42', priceMinor: 8900, stock: 10 }],
-      })) as { id: string };
-      const created = (await api('POST', '/v1/streams', { title: 'E2E drop', productIds: [product.id] })) as {
-        stream: { id: string };
-        rtmpUrl: string;
-        streamKey: string;
-      };
-      const id = created.stream.id;
-      const rtmpUrl = `rtmp://127.0.0.1:${server.rtmpPort}/live/${created.streamKey}`;
-      const publisher = startPublisher({ url: rtmpUrl, size: '640x360', fps: 30, keyframeSeconds: 2 });
-      try {
-        await waitFor(
-          async () => ((await api('GET', `/v1/streams/${id}`)) as { hlsUrl: string | null }).hlsUrl !== null,
-        );
-        const hlsUrl = ((await api('GET', `/v1/streams/${id}`)) as { hlsUrl: string }).hlsUrl;
-        expect(hlsUrl.startsWith(S3_PUBLIC_BASE as string)).toBe(true);
-        // The playlist is on S3 once the first segments are.
-        await waitFor(async () => (await fetch(hlsUrl)).ok, 30_000, 250);
-
-        const page = await browser.newPage();
-        const consoleErrors: string[] = [];
-        page.on('console', (m) => {
-          if (m.type() === 'error') consoleErrors.push(m.text());
-        });
-        const ws = `${server.url.replace('http', 'ws')}/ws`;
-        await page.goto(
-          `${pageBase}/?src=${encodeURIComponent(hlsUrl)}&ws=${encodeURIComponent(ws)}&stream=${id}`,
-        );
-        await waitFor(async () => (await probe(page)).currentTime > 1, 45_000, 250);
-        const t1 = (await probe(page)).currentTime;
-        await waitFor(async () => (await probe(page)).currentTime > t1 + 1, 20_000, 250);
-
-        const pin = (await api('POST', `/v1/streams/${id}/pins`, {
-          kind: 'product',
-          productId: product.id,
-        })) as {
-          id: string;
-        };
-        await waitFor(
-          async () => (await probe(page)).events.some((e) => e.e === 'stream.pin' && e.d.id === pin.id),
-          15_000,
-        );
-        await waitFor(async () => (await probe(page)).dateRanges.includes(`pin-${pin.id}`), 20_000, 250);
-        const live = await probe(page);
-        expect(live.fatal).toBeNull();
-        await page.screenshot({ path: join(ARTIFACTS, 'live-player.png') });
-        expect(consoleErrors).toEqual([]);
-        await page.close();
-      } finally {
-        await publisher.stop();
-      }
-
+    const id = created.stream.id;
+    const rtmpUrl = `rtmp://127.0.0.1:${stack.server.rtmpPort}/live/${created.streamKey}`;
+    const publisher = startPublisher({ url: rtmpUrl, size: '640x360', fps: 30, keyframeSeconds: 2 });
+    try {
       await waitFor(
-        async () =>
-          ((await api('GET', `/v1/streams/${id}`)) as { replayUrl: string | null }).replayUrl !== null,
-        30_000,
-        250,
+        async () => ((await api('GET', `/v1/streams/${id}`)) as { hlsUrl: string | null }).hlsUrl !== null,
       );
-      const replay = (await api('GET', `/v1/streams/${id}`)) as { status: string; replayUrl: string };
-      expect(replay.status).toBe('ended');
-      const vod = await (await fetch(replay.replayUrl)).text();
-      expect(vod).toContain('#EXT-X-PLAYLIST-TYPE:VOD');
-      const page = await browser.newPage();
-      await page.goto(`${pageBase}/?src=${encodeURIComponent(replay.replayUrl)}`);
-      await waitFor(async () => (await probe(page)).currentTime > 1, 30_000, 250);
-      const vodProbe = await probe(page);
-      expect(vodProbe.fatal).toBeNull();
-      expect(vodProbe.dateRanges.some((r) => r.startsWith('pin-'))).toBe(true);
+      const hlsUrl = ((await api('GET', `/v1/streams/${id}`)) as { hlsUrl: string }).hlsUrl;
+      expect(hlsUrl.startsWith(S3_PUBLIC_BASE as string)).toBe(true);
+      // The playlist is on S3 once the first segments are.
+      await waitFor(async () => (await fetch(hlsUrl)).ok, 30_000, 250);
+
+      const page = await stack.browser.newPage();
+      const consoleErrors: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') consoleErrors.push(m.text());
+      });
+      const ws = `${stack.server.url.replace('http', 'ws')}/ws`;
+      await page.goto(
+        `${pageBase}/?src=${encodeURIComponent(hlsUrl)}&ws=${encodeURIComponent(ws)}&stream=${id}`,
+      );
+      await waitFor(async () => (await probe(page)).currentTime > 1, 45_000, 250);
+      const t1 = (await probe(page)).currentTime;
+      await waitFor(async () => (await probe(page)).currentTime > t1 + 1, 20_000, 250);
+
+      const pin = (await api('POST', `/v1/streams/${id}/pins`, {
+        kind: 'product',
+        productId: product.id,
+      })) as {
+        id: string;
+      };
+      await waitFor(
+        async () => (await probe(page)).events.some((e) => e.e === 'stream.pin' && e.d.id === pin.id),
+        15_000,
+      );
+      await waitFor(async () => (await probe(page)).dateRanges.includes(`pin-${pin.id}`), 20_000, 250);
+      const live = await probe(page);
+      expect(live.fatal).toBeNull();
+      await page.screenshot({ path: join(ARTIFACTS, 'live-player.png') });
+      expect(consoleErrors).toEqual([]);
       await page.close();
-    });
-  },
-);
+    } finally {
+      await publisher.stop();
+    }
+
+    await waitFor(
+      async () =>
+        ((await api('GET', `/v1/streams/${id}`)) as { replayUrl: string | null }).replayUrl !== null,
+      30_000,
+      250,
+    );
+    const replay = (await api('GET', `/v1/streams/${id}`)) as { status: string; replayUrl: string };
+    expect(replay.status).toBe('ended');
+    const vod = await (await fetch(replay.replayUrl)).text();
+    expect(vod).toContain('#EXT-X-PLAYLIST-TYPE:VOD');
+    const page = await stack.browser.newPage();
+    await page.goto(`${pageBase}/?src=${encodeURIComponent(replay.replayUrl)}`);
+    await waitFor(async () => (await probe(page)).currentTime > 1, 30_000, 250);
+    const vodProbe = await probe(page);
+    expect(vodProbe.fatal).toBeNull();
+    expect(vodProbe.dateRanges.some((r) => r.startsWith('pin-'))).toBe(true);
+    await page.close();
+  });
+});

@@ -225,6 +225,12 @@ function liveStreamsSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Pr
     expect(ok(await live.authenticatePublish(streamKey)).resume).toBe(true);
     expect(await live.markLive(streamId, { sessionId: 'C' })).toMatchObject({ publishing: true });
 
+    // Live but not playable until the ingest has stored the first playlist.
+    expect((await call('GET', `/v1/streams/${stream.id}`)).json()).toMatchObject({
+      status: 'live',
+      hlsUrl: null,
+    });
+    await live.setMediaOrigin(streamId, new Date());
     const page = (await call('GET', `/v1/streams/${stream.id}`)).json();
     expect(page).toMatchObject({
       status: 'live',

@@ -65,6 +65,8 @@ export interface HlsDeliveryOptions {
   retryBaseMs?: number;
   retryMaxMs?: number;
   logger: HlsDeliveryLogger;
+  /** Called once, when the first live playlist naming a segment is stored: the stream is playable. */
+  onPlayable?: (first: SegmentRecord) => void;
   /** Called with each segment once it is stored, with the time since it was queued (metrics). */
   onDelivered?: (segment: LocalSegment, uploadMs: number) => void;
 }
@@ -95,6 +97,7 @@ export class HlsDelivery {
   private closed = false;
   private wake: (() => void) | null = null;
   private ended = false;
+  private playable = false;
 
   private constructor(private readonly options: HlsDeliveryOptions) {}
 
@@ -222,6 +225,10 @@ export class HlsDelivery {
       if (this.queue.length === 0) {
         const dropped = this.trimWindow();
         await this.retrying('live playlist', () => this.putLivePlaylist());
+        if (!this.playable) {
+          this.playable = true;
+          this.options.onPlayable?.(record);
+        }
         if (!this.options.recording && dropped.length > 0)
           await this.options.store.deleteMany(dropped).catch((err: unknown) => {
             this.options.logger.warn?.({ err, stream: this.options.publicId }, 'old segments not deleted');

@@ -155,7 +155,7 @@ export interface StreamPin {
 export interface StreamPage {
   stream: Stream;
   status: StreamStatus;
-  /** The live HLS playlist while the stream is live; null otherwise. */
+  /** The live HLS playlist once the live stream is playable (its first segments are stored); null otherwise. */
   hlsUrl: string | null;
   /** The recording (VOD playlist) once the stream has ended and it is written; null otherwise. */
   replayUrl: string | null;
@@ -404,7 +404,10 @@ export class LiveStreamsService {
     return {
       stream: this.toStream(row, seesIngest(viewer, row.owner_id)),
       status: row.status,
-      hlsUrl: row.status === 'live' ? this.objectStore.publicUrl(hlsPlaylistKey(row.public_id)) : null,
+      hlsUrl:
+        row.status === 'live' && row.media_origin_at
+          ? this.objectStore.publicUrl(hlsPlaylistKey(row.public_id))
+          : null,
       replayUrl: row.replay_ready_at ? this.objectStore.publicUrl(vodPlaylistKey(row.public_id)) : null,
       featuredProducts,
       currentPin,
@@ -779,15 +782,25 @@ export class LiveStreamsService {
 
   /**
    * The ingest tells when media time 0 of the stream's timeline was (wall
-   * clock, as in EXT-X-PROGRAM-DATE-TIME); pins are stamped from it.
+   * clock, as in EXT-X-PROGRAM-DATE-TIME), once its first playlist is stored:
+   * from then on the page data has `hlsUrl` and the room hears
+   * `stream.playable`. Pins are stamped from it. Set once per stream (a
+   * reconnect keeps the timeline).
    */
   async setMediaOrigin(streamId: string, originAt: Date): Promise<void> {
-    await this.db
+    const row = await this.db
       .updateTable('streams')
       .set({ media_origin_at: originAt })
       .where('id', '=', streamId)
       .where('status', '=', 'live')
-      .execute();
+      .where('media_origin_at', 'is', null)
+      .returning('public_id')
+      .executeTakeFirst();
+    if (row)
+      await this.publish(row.public_id, 'stream.playable', {
+        hlsUrl: this.objectStore.publicUrl(hlsPlaylistKey(row.public_id)),
+        mediaOriginAt: originAt.toISOString(),
+      });
   }
 
   /**

@@ -112,6 +112,7 @@ export const ErrorCatalogue = {
   // server side
   SERVICE_UNAVAILABLE: { status: 503, message: 'A backing service is unavailable' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down' },
+  WEB_APPS_NOT_BUILT: { status: 503, message: 'The web apps are not built: run npm run build' },
   INTERNAL: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -1,0 +1,62 @@
+/**
+ * Browser SDK of the live commerce server: `LiveCommerce` wires the HTTP
+ * API, the realtime connection and the pieces built on them.
+ */
+import { CommerceClient } from './commerce-client.js';
+import { HttpClient, type TokenSource } from './http.js';
+import { LiveRoom } from './live-chat-client.js';
+import { RealtimeClient, type WebSocketLike } from './realtime-client.js';
+
+export * from './commerce-client.js';
+export * from './errors.js';
+export {
+  HttpClient,
+  type HttpClientOptions,
+  newIdempotencyKey,
+  type RequestOptions,
+  type TokenSource,
+} from './http.js';
+export * from './live-chat-client.js';
+export * from './live-player.js';
+export * from './realtime-client.js';
+
+export interface LiveCommerceOptions {
+  /** Server origin; default: the page's origin. */
+  baseUrl?: string;
+  /** The signed-in user's access token, if any (asked before each request and reconnect). */
+  token?: TokenSource;
+  /** WebSocket constructor for non-browser runtimes. */
+  WebSocket?: new (
+    url: string,
+  ) => WebSocketLike;
+}
+
+export class LiveCommerce {
+  readonly http: HttpClient;
+  readonly realtime: RealtimeClient;
+  readonly commerce: CommerceClient;
+
+  constructor(options: LiveCommerceOptions = {}) {
+    const baseUrl = options.baseUrl ?? globalThis.location.origin;
+    this.http = new HttpClient({ baseUrl, token: options.token });
+    this.realtime = new RealtimeClient({
+      url: `${baseUrl.replace(/^http/, 'ws').replace(/\/+$/, '')}/ws`,
+      token: options.token,
+      WebSocket: options.WebSocket,
+    });
+    this.commerce = new CommerceClient(this.http);
+  }
+
+  /** The room of a live stream: chat, pins, flash sales, stock, viewers. */
+  liveRoom(streamId: string): LiveRoom {
+    return new LiveRoom(this.realtime, streamId);
+  }
+
+  /** Signs in; use the token as `token` for a signed-in client. */
+  login(
+    email: string,
+    password: string,
+  ): Promise<{ token: string; user: { id: string; displayName: string; roles: string[] } }> {
+    return this.http.request('POST', '/v1/auth/login', { email, password });
+  }
+}
