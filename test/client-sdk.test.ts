@@ -1,0 +1,205 @@
+/**
+ * The client SDK as a package and against a running server: it builds to an
+ * ESM bundle with declarations that a consumer project compiles against (and
+ * a misuse does not), and its realtime client loses no chat message across a
+ * dropped connection, with typed errors carrying the server's codes.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import {
+  isErrorCode,
+  type LiveChatMessage,
+  LiveCommerce,
+  LiveCommerceError,
+  type WebSocketLike,
+} from '../client-sdk/src/index.js';
+import { buildSdk } from '../scripts/build-web.js';
+import { type ServerProcess, startServerProcess, waitFor } from './support/server-process.js';
+
+const root = resolve('.');
+
+describe('client SDK package', () => {
+  let consumer: string;
+  beforeAll(async () => {
+    await buildSdk();
+    consumer = mkdtempSync(join(tmpdir(), 'lcs-sdk-consumer-'));
+    mkdirSync(join(consumer, 'node_modules/@live-commerce'), { recursive: true });
+    symlinkSync(join(root, 'client-sdk'), join(consumer, 'node_modules/@live-commerce/client-sdk'));
+    symlinkSync(join(root, 'node_modules/hls.js'), join(consumer, 'node_modules/hls.js'));
+    writeFileSync(
+      join(consumer, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          lib: ['ES2023', 'DOM'],
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+        },
+        include: ['*.ts'],
+      }),
+    );
+    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ type: 'module' }));
+  });
+  afterAll(() => {
+    if (consumer) rmSync(consumer, { recursive: true, force: true });
+  });
+
+  const tsc = (file: string, source: string): { ok: boolean; output: string } => {
+    writeFileSync(
+      join(consumer, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          lib: ['ES2023', 'DOM'],
+          strict: true,
+          noEmit: true,
+        },
+        files: [file],
+      }),
+    );
+    writeFileSync(join(consumer, file), source);
+    try {
+      execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', consumer], {
+        encoding: 'utf8',
+      });
+      return { ok: true, output: '' };
+    } catch (err) {
+      return { ok: false, output: String((err as { stdout?: string }).stdout ?? err) };
+    }
+  };
+
+  it('builds an ESM bundle with type declarations', () => {
+    expect(existsSync(join(root, 'client-sdk/dist/index.js'))).toBe(true);
+    expect(existsSync(join(root, 'client-sdk/dist/index.d.ts'))).toBe(true);
+  });
+
+  it('a consumer project compiles against the declarations, and a misuse does not', () => {
+    const good = tsc(
+      'good.ts',
+      `import { isErrorCode, LiveCommerce, LivePlayer, type StreamEvents } from '@live-commerce/client-sdk';
+const sdk = new LiveCommerce({ baseUrl: 'https://shop.example.com', token: () => 'x' });
+const room = sdk.liveRoom('a7Kq2ZpX9b');
+room.on('flash.stock', ({ saleId, remaining }) => console.log(saleId.length + remaining));
+room.on('stream.pin', (pin) => console.log(pin.product?.title));
+const stock: StreamEvents['flash.stock'] = { saleId: 's', remaining: 1 };
+export async function buy(video: HTMLVideoElement): Promise<string | null> {
+  const player = new LivePlayer(video, { src: 'https://cdn/x.m3u8' });
+  player.on('metadata', (cue) => console.log(cue.attributes['product-id'], cue.startDate.getTime()));
+  try {
+    const r = await sdk.commerce.buyFlash('sale', 1);
+    const order = await sdk.commerce.checkout({ reservations: [r.reservationId], streamId: 'a7Kq2ZpX9b' });
+    return (await sdk.commerce.pay(order.id, 'test_card_ok')).status;
+  } catch (err) {
+    if (isErrorCode(err, 'FLASH_SOLD_OUT')) return err.code + stock.remaining;
+    throw err;
+  }
+}
+`,
+    );
+    expect(good.output).toBe('');
+    expect(good.ok).toBe(true);
+
+    const bad = tsc(
+      'bad.ts',
+      `import { LiveCommerce } from '@live-commerce/client-sdk';
+const room = new LiveCommerce({ baseUrl: 'https://x' }).liveRoom('s');
+room.on('flash.stock', ({ remaining }) => remaining.toUpperCase());
+`,
+    );
+    expect(bad.ok).toBe(false);
+    expect(bad.output).toContain("Property 'toUpperCase' does not exist on type 'number'");
+  });
+});
+
+describe('client SDK against a running server', () => {
+  let server: ServerProcess;
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'lcs-sdk-'));
+    server = await startServerProcess({ DATA_DIR: dataDir, RTMP_ENABLED: 'false' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  /** A signed-in SDK in Node, with the sockets it opens kept so a test can cut them. */
+  const signedIn = async (name: string) => {
+    const anon = new LiveCommerce({ baseUrl: server.url });
+    const email = `${name}-${Date.now()}@example.com`;
+    const { token } = await anon.http.request<{ token: string }>('POST', '/v1/auth/register', {
+      email,
+      password: 'password-123',
+      displayName: name,
+    });
+    const sockets: WebSocket[] = [];
+    const sdk = new LiveCommerce({
+      baseUrl: server.url,
+      token: () => token,
+      WebSocket: class extends WebSocket {
+        constructor(url: string) {
+          super(url);
+          sockets.push(this);
+        }
+      } as unknown as new (
+        url: string,
+      ) => WebSocketLike,
+    });
+    return { sdk, sockets };
+  };
+
+  it('HTTP errors carry the server code and status', async () => {
+    const sdk = new LiveCommerce({ baseUrl: server.url });
+    const err = await sdk.commerce.flashSale('00000000-0000-4000-8000-000000000000').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LiveCommerceError);
+    expect(isErrorCode(err, 'FLASH_SALE_NOT_FOUND')).toBe(true);
+    expect((err as LiveCommerceError).status).toBe(404);
+    const unreachable = new LiveCommerce({ baseUrl: 'http://127.0.0.1:9' });
+    expect(await unreachable.commerce.streamPage('x').catch((e: LiveCommerceError) => e.code)).toBe(
+      'NETWORK',
+    );
+  });
+
+  it('loses no live chat message across a dropped connection, and never delivers one twice', async () => {
+    const streamId = 'sdkRoom001';
+    const viewer = await signedIn('viewer');
+    const talker = await signedIn('talker');
+    const seen: string[] = [];
+    const states: string[] = [];
+    const room = viewer.sdk.liveRoom(streamId);
+    room.on('chat.message', (m: LiveChatMessage) => seen.push(m.body));
+    viewer.sdk.realtime.onState((s) => states.push(s));
+    await viewer.sdk.realtime.connect();
+    await room.join();
+    await talker.sdk.realtime.connect();
+    const talk = talker.sdk.liveRoom(streamId);
+    await talk.join();
+
+    await talk.send('one');
+    await waitFor(async () => seen.includes('one'), 10_000);
+    viewer.sockets.at(-1)?.terminate(); // the network drops
+    await waitFor(async () => viewer.sdk.realtime.state !== 'open', 10_000);
+    for (const body of ['two', 'three', 'four']) await talk.send(body);
+    await waitFor(async () => seen.length >= 4, 20_000);
+    await talk.send('five');
+    await waitFor(async () => seen.includes('five'), 10_000);
+    expect(seen).toEqual(['one', 'two', 'three', 'four', 'five']);
+    expect(states).toContain('reconnecting');
+    expect(viewer.sockets.length).toBeGreaterThanOrEqual(2);
+
+    const refused = await room.send('').catch((e: unknown) => e);
+    expect(isErrorCode(refused, 'VALIDATION_FAILED')).toBe(true);
+    viewer.sdk.realtime.close();
+    talker.sdk.realtime.close();
+    expect(await room.send('late').catch((e: LiveCommerceError) => e.code)).toBe('DISCONNECTED');
+  });
+});
