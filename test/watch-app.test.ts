@@ -15,7 +15,8 @@ import { waitFor } from './support/server-process.js';
 
 const videoTime = (page: Page) =>
   page.evaluate("document.getElementById('video').currentTime") as Promise<number>;
-const text = (page: Page, selector: string) => page.locator(selector).innerText();
+const text = async (page: Page, selector: string) =>
+  ((await page.locator(selector).textContent()) ?? '').trim();
 
 await describeWithService('watch page (Chromium, client SDK)', probeLiveStack, () => {
   let stack: LiveStack;
