@@ -340,11 +340,12 @@ class StreamPipeline {
   private async endRun(run: Run, reason: PublishEndReason): Promise<void> {
     const { options, ids } = this;
     clearInterval(run.heartbeat);
-    const exit = await run.packager.stop();
-    options.logger.info({ stream: ids.publicId, reason, ffmpeg: exit?.code }, 'RTMP publish ended');
+    // Free the stream first: the encoder may reconnect while ffmpeg is still writing its last segment.
     await options.liveStreams
       .markDisconnected(ids.streamId, { sessionId: run.sessionId })
       .catch((err: unknown) => options.logger.warn({ err, stream: ids.publicId }, 'disconnect not recorded'));
+    const exit = await run.packager.stop();
+    options.logger.info({ stream: ids.publicId, reason, ffmpeg: exit?.code }, 'RTMP publish ended');
     if (this.run !== run) return;
     this.run = null;
     if (this.closing) return;

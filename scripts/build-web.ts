@@ -11,8 +11,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-/** The apps: `web/<name>/index.html`, `<name>.ts`, `<name>.css`. */
-export const WEB_APPS = ['watch'] as const;
+/** The apps: `web/<name>/index.html`, `<name>.ts`, `<name>.css` (plus `web/common.css` for all). */
+export const WEB_APPS = ['watch', 'studio'] as const;
 
 export async function buildWebApps(outDir = join(root, 'dist/web')): Promise<void> {
   mkdirSync(join(outDir, 'assets'), { recursive: true });
@@ -26,6 +26,7 @@ export async function buildWebApps(outDir = join(root, 'dist/web')): Promise<voi
     outdir: join(outDir, 'assets'),
     logLevel: 'warning',
   });
+  copyFileSync(join(root, 'web', 'common.css'), join(outDir, 'assets', 'common.css'));
   for (const app of WEB_APPS) {
     copyFileSync(join(root, 'web', app, 'index.html'), join(outDir, `${app}.html`));
     copyFileSync(join(root, 'web', app, `${app}.css`), join(outDir, 'assets', `${app}.css`));

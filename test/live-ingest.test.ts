@@ -176,6 +176,15 @@ describe('live ingest (RTMP → HLS → object store)', () => {
     const first = startPublisher({ url: rtmp(streamKey) });
     await waitFor(async () => segmentsOf(await text(live)).length >= 2, 20_000);
     await first.kill();
+    // OBS retries after a couple of seconds; by then the dropped connection has been noticed.
+    await waitFor(async () => {
+      const row = await t.db.db
+        .selectFrom('streams')
+        .select('publisher_session')
+        .where('public_id', '=', stream.id)
+        .executeTakeFirstOrThrow();
+      return row.publisher_session === null;
+    }, 10_000);
     const second = startPublisher({ url: rtmp(streamKey) });
     const afterDiscontinuity = async () =>
       segmentsOf((await text(live))?.split(/^#EXT-X-DISCONTINUITY$/m)[1] ?? null);

@@ -126,6 +126,18 @@ export type PaymentMethod = 'test_card_ok' | 'test_card_declined' | 'test_card_h
 export class CommerceClient {
   constructor(private readonly http: HttpClient) {}
 
+  /** Products, newest first (`sellerId`: one seller's, including their inactive ones when it is you). */
+  products(
+    query: { sellerId?: string; category?: string; q?: string; cursor?: string; limit?: number } = {},
+  ) {
+    return this.http.request<{ items: Product[]; nextCursor: string | null }>(
+      'GET',
+      '/v1/products',
+      undefined,
+      { query },
+    );
+  }
+
   product(id: string): Promise<Product> {
     return this.http.request('GET', `/v1/products/${encodeURIComponent(id)}`);
   }

@@ -6,6 +6,7 @@ import { CommerceClient } from './commerce-client.js';
 import { HttpClient, type TokenSource } from './http.js';
 import { LiveRoom } from './live-chat-client.js';
 import { RealtimeClient, type WebSocketLike } from './realtime-client.js';
+import { StreamsClient } from './streams-client.js';
 
 export * from './commerce-client.js';
 export * from './errors.js';
@@ -19,6 +20,7 @@ export {
 export * from './live-chat-client.js';
 export * from './live-player.js';
 export * from './realtime-client.js';
+export * from './streams-client.js';
 
 export interface LiveCommerceOptions {
   /** Server origin; default: the page's origin. */
@@ -35,6 +37,8 @@ export class LiveCommerce {
   readonly http: HttpClient;
   readonly realtime: RealtimeClient;
   readonly commerce: CommerceClient;
+  /** The streamer's side: streams, keys, pins, flash sales, sales figures. */
+  readonly streams: StreamsClient;
 
   constructor(options: LiveCommerceOptions = {}) {
     const baseUrl = options.baseUrl ?? globalThis.location.origin;
@@ -45,6 +49,7 @@ export class LiveCommerce {
       WebSocket: options.WebSocket,
     });
     this.commerce = new CommerceClient(this.http);
+    this.streams = new StreamsClient(this.http);
   }
 
   /** The room of a live stream: chat, pins, flash sales, stock, viewers. */

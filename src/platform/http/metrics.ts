@@ -12,13 +12,19 @@ export function createMetricsRegistry(): Registry {
 }
 
 export function registerMetrics(app: FastifyInstance, registry: Registry): void {
-  const histogram = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP request duration by method, route pattern and status code',
-    labelNames: ['method', 'route', 'status_code'] as const,
-    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [registry],
-  });
+  // One registry per services graph; an app built twice on it (tests) shares the histogram.
+  const existing = registry.getSingleMetric('http_request_duration_seconds') as
+    | Histogram<'method' | 'route' | 'status_code'>
+    | undefined;
+  const histogram =
+    existing ??
+    new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by method, route pattern and status code',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    });
 
   app.addHook('onResponse', async (request, reply) => {
     histogram.observe(

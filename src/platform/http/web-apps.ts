@@ -1,12 +1,12 @@
 /**
- * The web apps (built by `npm run build` into dist/web): `/watch/<streamId>`
- * and their bundles under `/assets/`. Pages are revalidated on every load;
+ * The web apps (built by `npm run build` into dist/web): `/watch/<streamId>`,
+ * `/studio`, and their bundles under `/assets/`. Pages are revalidated on every load;
  * bundles are cached briefly (their names do not carry a content hash yet).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -33,12 +33,13 @@ export function registerWebApps(app: FastifyInstance, root = webAppsDir()): void
     return readFileSync(path);
   };
 
-  app.get('/watch/:streamId', { schema: { hide: true } }, async (_request, reply) =>
+  const page = (file: string) => async (_request: FastifyRequest, reply: FastifyReply) =>
     reply
       .type(CONTENT_TYPES['.html'] as string)
       .header('cache-control', 'no-cache')
-      .send(read('watch.html')),
-  );
+      .send(read(file));
+  app.get('/watch/:streamId', { schema: { hide: true } }, page('watch.html'));
+  app.get('/studio', { schema: { hide: true } }, page('studio.html'));
 
   app.get<{ Params: { file: string } }>(
     '/assets/:file',

@@ -1,0 +1,215 @@
+/**
+ * The web apps in real headless Chromium, built only on the client SDK.
+ * Watch: a streamer goes live (ffmpeg over RTMP), a signed-in viewer
+ * watches, chats, sees the pinned product card when the video reaches the
+ * pin, and buys in a flash sale with live stock; on a phone-sized screen too.
+ * Studio: a streamer signs in, schedules a stream, goes live with the key it
+ * shows, pins, starts a flash sale, moderates chat, ends the show.
+ */
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { buildWebApps } from '../scripts/build-web.js';
+import { ARTIFACTS, type LiveStack, probeLiveStack, startLiveStack } from './support/live-stack.js';
+import { describeWithService } from './support/real-services.js';
+import { startPublisher } from './support/rtmp-publisher.js';
+import { waitFor } from './support/server-process.js';
+
+const videoTime = (page: Page) =>
+  page.evaluate("document.getElementById('video').currentTime") as Promise<number>;
+const text = async (page: Page, selector: string) =>
+  ((await page.locator(selector).textContent()) ?? '').trim();
+
+await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () => {
+  let stack: LiveStack;
+
+  beforeAll(async () => {
+    await buildWebApps();
+    stack = await startLiveStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('a viewer watches, chats, sees the pin in sync and buys in a flash sale', async () => {
+    const product = await stack.api<{ id: string; skus: Array<{ id: string }> }>('POST', '/v1/products', {
+      title: 'Trail runner',
+      category: 'shoes',
+      currency: 'EUR',
+      skus: [{ code: 'TR-42', name: '42', priceMinor: 8900, stock: 10 }],
+    });
+    const created = await stack.api<{ stream: { id: string }; streamKey: string }>('POST', '/v1/streams', {
+      title: 'Sneaker drop',
+      productIds: [product.id],
+    });
+    const id = created.stream.id;
+    const viewer = await stack.user('Vera Viewer');
+    const publisher = startPublisher({
+      url: `rtmp://127.0.0.1:${stack.server.rtmpPort}/live/${created.streamKey}`,
+      size: '640x360',
+      keyframeSeconds: 2,
+    });
+    const page = await stack.browser.newPage();
+    const problems: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(m.text());
+    });
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('response', (res) => {
+      if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`);
+    });
+    try {
+      await waitFor(
+        async () => (await stack.api<{ hlsUrl: string | null }>('GET', `/v1/streams/${id}`)).hlsUrl !== null,
+      );
+      await page.addInitScript(`localStorage.setItem('lc.token', ${JSON.stringify(viewer.token)})`);
+      await page.goto(`${stack.server.url}/watch/${id}`);
+      await waitFor(async () => (await videoTime(page)) > 1, 45_000, 250);
+      expect(await text(page, '#status')).toBe('LIVE');
+      expect(await text(page, '#title')).toBe('Sneaker drop');
+      await waitFor(async () => (await text(page, '#me')).includes('Vera Viewer'), 10_000);
+      expect(await page.getByRole('button', { name: 'Sign in' }).isVisible()).toBe(false);
+
+      await page.getByLabel('Chat message', { exact: true }).fill('hello from the front row');
+      await page.getByRole('button', { name: 'Send', exact: true }).click();
+      await waitFor(async () => (await text(page, '#chat')).includes('hello from the front row'), 10_000);
+
+      await stack.api('POST', `/v1/streams/${id}/pins`, { kind: 'product', productId: product.id });
+      await page.locator('#pin').waitFor({ state: 'visible', timeout: 30_000 });
+      expect(await text(page, '#pin-title')).toBe('Trail runner');
+
+      const startsAt = new Date();
+      await stack.api('POST', '/v1/flash-sales', {
+        skuId: product.skus[0]?.id,
+        salePriceMinor: 4900,
+        quantity: 3,
+        perUserLimit: 1,
+        reservationTtlSeconds: 120,
+        startsAt: startsAt.toISOString(),
+        endsAt: new Date(startsAt.getTime() + 120_000).toISOString(),
+        streamId: id,
+      });
+      await page.locator('#sale').waitFor({ state: 'visible', timeout: 15_000 });
+      expect(await text(page, '#sale-stock')).toBe('3');
+      await page.getByRole('button', { name: 'Buy now' }).click();
+      await waitFor(async () => (await text(page, '#notice')).includes('paid'), 20_000);
+      await waitFor(async () => (await text(page, '#sale-stock')) === '2', 10_000);
+      const orders = await stack.api<Array<{ status: string; streamId: string | null }>>(
+        'GET',
+        '/v1/orders',
+        undefined,
+        viewer.token,
+      );
+      expect(orders.map((o) => [o.status, o.streamId])).toEqual([['paid', id]]);
+      await page.screenshot({ path: join(ARTIFACTS, 'watch-desktop.png') });
+
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.screenshot({ path: join(ARTIFACTS, 'watch-phone.png'), fullPage: true });
+      expect(await page.locator('#video').isVisible()).toBe(true);
+      expect(await page.getByRole('button', { name: 'Buy now' }).isVisible()).toBe(true);
+      expect(problems, problems.join('\n')).toEqual([]);
+    } finally {
+      await page.close();
+      await publisher.stop();
+    }
+  });
+
+  it('a streamer runs a show from the studio: schedule, go live, pin, flash sale, moderate, end', async () => {
+    const streamer = await stack.user('Sam Streamer');
+    await stack.api('PUT', `/v1/users/${streamer.id}/roles`, { roles: ['viewer', 'streamer'] });
+    await stack.api(
+      'POST',
+      '/v1/products',
+      {
+        title: 'Canvas tote',
+        category: 'bags',
+        currency: 'EUR',
+        skus: [{ code: 'CT-1', name: 'one size', priceMinor: 2500, stock: 50 }],
+      },
+      (
+        await stack.api<{ token: string }>(
+          'POST',
+          '/v1/auth/login',
+          { email: streamer.email, password: streamer.password },
+          '',
+        )
+      ).token,
+    );
+    const page = await stack.browser.newPage();
+    const problems: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(m.text());
+    });
+    page.on('pageerror', (err) => problems.push(err.message));
+    let publisher: ReturnType<typeof startPublisher> | null = null;
+    try {
+      await page.goto(`${stack.server.url}/studio`);
+      await page.getByLabel('Email').fill(streamer.email);
+      await page.getByLabel('Password').fill(streamer.password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.locator('#streams').waitFor({ state: 'visible', timeout: 15_000 });
+
+      await page.getByLabel('Stream title').fill('Tote tuesday');
+      await page.getByRole('button', { name: 'Create stream' }).click();
+      await page.locator('#console').waitFor({ state: 'visible', timeout: 15_000 });
+      const server = await page.locator('#obs-server').inputValue();
+      const key = await page.locator('#obs-key').inputValue();
+      expect(server).toMatch(/^rtmp:\/\/.+\/live$/);
+      expect(key).toMatch(/^sk_/);
+      expect(await text(page, '#console-status')).toBe('scheduled');
+
+      publisher = startPublisher({
+        url: `rtmp://127.0.0.1:${stack.server.rtmpPort}/live/${key}`,
+        keyframeSeconds: 1,
+      });
+      await waitFor(async () => (await text(page, '#console-status')) === 'live', 30_000);
+
+      await page.getByRole('button', { name: 'Pin Canvas tote' }).click();
+      await waitFor(async () => (await text(page, '#notice')).includes('Pinned Canvas tote'), 10_000);
+      await page.getByLabel('Sale price').fill('19.99');
+      await page.getByRole('button', { name: 'Start flash sale' }).click();
+      await waitFor(async () => (await text(page, '#notice')).includes('Flash sale started'), 10_000);
+
+      const { stream } = await stack
+        .api<{ items: Array<{ id: string; title: string }> }>('GET', '/v1/streams?status=live')
+        .then((p) => ({
+          stream: p.items.find((s) => s.title === 'Tote tuesday') as { id: string },
+        }));
+      const page2 = await stack.api<{
+        currentPin: { product: { title: string } } | null;
+        activeFlashSale: { salePriceMinor: number } | null;
+      }>('GET', `/v1/streams/${stream.id}`);
+      expect(page2.currentPin?.product.title).toBe('Canvas tote');
+      expect(page2.activeFlashSale?.salePriceMinor).toBe(1999);
+
+      // A viewer's rude message is deleted from the studio.
+      const troll = await stack.user('Troll');
+      const socket = new WebSocket(`${stack.server.url.replace('http', 'ws')}/ws?token=${troll.token}`);
+      await new Promise((r) => socket.once('open', r));
+      socket.send(
+        JSON.stringify({ t: 'live.chat.send', id: 1, d: { streamId: stream.id, body: 'rude words' } }),
+      );
+      await waitFor(async () => (await text(page, '#chat')).includes('rude words'), 10_000);
+      await page.getByRole('button', { name: 'Delete message from Troll' }).click();
+      await waitFor(async () => !(await text(page, '#chat')).includes('rude words'), 10_000);
+      socket.close();
+
+      await page.screenshot({ path: join(ARTIFACTS, 'studio-live.png'), fullPage: true });
+      await page.getByRole('button', { name: 'End stream' }).click();
+      await waitFor(async () => (await text(page, '#console-status')) === 'ended', 15_000);
+      await waitFor(
+        async () =>
+          (await stack.api<{ replayUrl: string | null }>('GET', `/v1/streams/${stream.id}`)).replayUrl !==
+          null,
+        30_000,
+      );
+      await page.getByRole('button', { name: 'All streams' }).click();
+      await page.getByRole('link', { name: 'Replay' }).first().waitFor({ timeout: 10_000 });
+      expect(problems, problems.join('\n')).toEqual([]);
+    } finally {
+      await page.close();
+      await publisher?.kill();
+    }
+  });
+});
