@@ -36,7 +36,10 @@ export async function probeLiveStack(): Promise<void> {
 }
 
 export interface LiveStack {
+  /** The current server process (replaced by `restart`). */
   server: ServerProcess;
+  /** Stops the server (SIGTERM) and starts it again with the same settings and data. */
+  restart(): Promise<void>;
   browser: Browser;
   /** Admin access token (also a streamer: admins manage any stream). */
   admin: string;
@@ -64,7 +67,7 @@ export async function startLiveStack(env: Record<string, string> = {}): Promise<
   s3.destroy();
 
   const dataDir = mkdtempSync(join(tmpdir(), 'lcs-e2e-'));
-  const server = await startServerProcess({
+  const serverEnv = {
     DATA_DIR: dataDir,
     STREAM_RECONNECT_GRACE_MS: '2000',
     ADMIN_EMAIL: 'admin@example.com',
@@ -77,7 +80,8 @@ export async function startLiveStack(env: Record<string, string> = {}): Promise<
     S3_FORCE_PATH_STYLE: 'true',
     S3_PUBLIC_URL: `${S3_PUBLIC_BASE}/${bucket}`,
     ...env,
-  });
+  };
+  let server = await startServerProcess(serverEnv);
   const api = async <T>(method: string, path: string, body?: object, token?: string): Promise<T> => {
     const res = await fetch(`${server.url}${path}`, {
       method,
@@ -104,7 +108,13 @@ export async function startLiveStack(env: Record<string, string> = {}): Promise<
   mkdirSync(ARTIFACTS, { recursive: true });
   let users = 0;
   return {
-    server,
+    get server() {
+      return server;
+    },
+    async restart() {
+      await server.stop();
+      server = await startServerProcess(serverEnv);
+    },
     browser,
     admin,
     api,
