@@ -30,21 +30,6 @@ describe('client SDK package', () => {
     mkdirSync(join(consumer, 'node_modules/@live-commerce'), { recursive: true });
     symlinkSync(join(root, 'client-sdk'), join(consumer, 'node_modules/@live-commerce/client-sdk'));
     symlinkSync(join(root, 'node_modules/hls.js'), join(consumer, 'node_modules/hls.js'));
-    writeFileSync(
-      join(consumer, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          lib: ['ES2023', 'DOM'],
-          strict: true,
-          noEmit: true,
-          skipLibCheck: false,
-        },
-        include: ['*.ts'],
-      }),
-    );
     writeFileSync(join(consumer, 'package.json'), JSON.stringify({ type: 'module' }));
   });
   afterAll(() => {

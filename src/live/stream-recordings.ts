@@ -28,6 +28,11 @@ export interface TimedMetadata {
   attributes: Record<string, string | number>;
 }
 
+export interface StreamIds {
+  streamId: string;
+  publicId: string;
+}
+
 export class StreamRecordings {
   constructor(private readonly db: Db) {}
 
@@ -149,34 +154,25 @@ export class StreamRecordings {
    * Recorded streams that ended more than `afterMs` ago with segments but no
    * replay: their ingest died before writing the VOD.
    */
-  async unfinished(afterMs: number, limit = 10): Promise<Array<{ streamId: string; publicId: string }>> {
-    const rows = await this.db
-      .selectFrom('streams')
-      .select(['id', 'public_id'])
-      .where('status', '=', 'ended')
-      .where('recording', '=', true)
-      .where('replay_ready_at', 'is', null)
-      .where('ended_at', '<', new Date(Date.now() - afterMs))
-      .where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('stream_segments')
-            .select('sequence')
-            .whereRef('stream_segments.stream_id', '=', 'streams.id'),
-        ),
-      )
-      .limit(limit)
-      .execute();
-    return rows.map((r) => ({ streamId: r.id, publicId: r.public_id }));
+  unfinished(afterMs: number, limit = 10): Promise<StreamIds[]> {
+    return this.endedWithMedia(new Date(Date.now() - afterMs), limit, { unfinishedOnly: true });
   }
 
   /** Ended streams past the retention (ended before `cutoff`) that still have media. */
-  async expired(cutoff: Date, limit = 10): Promise<Array<{ streamId: string; publicId: string }>> {
-    const rows = await this.db
+  expired(cutoff: Date, limit = 10): Promise<StreamIds[]> {
+    return this.endedWithMedia(cutoff, limit, { unfinishedOnly: false });
+  }
+
+  private async endedWithMedia(
+    endedBefore: Date,
+    limit: number,
+    options: { unfinishedOnly: boolean },
+  ): Promise<StreamIds[]> {
+    let query = this.db
       .selectFrom('streams')
       .select(['id', 'public_id'])
       .where('status', '=', 'ended')
-      .where('ended_at', '<', cutoff)
+      .where('ended_at', '<', endedBefore)
       .where((eb) =>
         eb.exists(
           eb
@@ -184,9 +180,10 @@ export class StreamRecordings {
             .select('sequence')
             .whereRef('stream_segments.stream_id', '=', 'streams.id'),
         ),
-      )
-      .limit(limit)
-      .execute();
+      );
+    if (options.unfinishedOnly)
+      query = query.where('recording', '=', true).where('replay_ready_at', 'is', null);
+    const rows = await query.limit(limit).execute();
     return rows.map((r) => ({ streamId: r.id, publicId: r.public_id }));
   }
 
