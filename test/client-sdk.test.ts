@@ -187,4 +187,43 @@ describe('client SDK against a running server', () => {
     talker.sdk.realtime.close();
     expect(await room.send('late').catch((e: LiveCommerceError) => e.code)).toBe('DISCONNECTED');
   });
+
+  it('ChatClient: a direct conversation with live messages, an edit, receipts and unread counts', async () => {
+    const ann = await signedIn('ann');
+    const bob = await signedIn('bob');
+    const bobMe = await bob.sdk.http.request<{ id: string }>('GET', '/v1/auth/me');
+    await ann.sdk.realtime.connect();
+    await bob.sdk.realtime.connect();
+    const conversation = await ann.sdk.chat.direct(bobMe.id);
+    expect(
+      (await bob.sdk.chat.direct((await ann.sdk.http.request<{ id: string }>('GET', '/v1/auth/me')).id)).id,
+    ).toBe(conversation.id);
+    const heard: string[] = [];
+    const edits: string[] = [];
+    await bob.sdk.chat.open(conversation.id);
+    bob.sdk.chat.on(conversation.id, 'message.created', (m) => heard.push(m.body ?? ''));
+    bob.sdk.chat.on(conversation.id, 'message.edited', (m) => edits.push(m.body ?? ''));
+
+    const first = await ann.sdk.chat.send(conversation.id, {
+      body: 'is the red one in stock?',
+      clientId: 'c-1',
+    });
+    // A resend with the same clientId (after a dropped reply) is the same message.
+    expect(
+      (await ann.sdk.chat.send(conversation.id, { body: 'is the red one in stock?', clientId: 'c-1' })).id,
+    ).toBe(first.id);
+    await ann.sdk.chat.send(conversation.id, { body: 'size 42' });
+    await waitFor(async () => heard.length === 2, 10_000);
+    expect(heard).toEqual(['is the red one in stock?', 'size 42']);
+    await ann.sdk.chat.edit(conversation.id, first.id, 'is the blue one in stock?');
+    await waitFor(async () => edits.length === 1, 10_000);
+
+    const before = (await bob.sdk.chat.conversations()).items.find((c) => c.id === conversation.id);
+    expect(before?.unread).toBe(2);
+    const history = await bob.sdk.chat.history(conversation.id);
+    expect(history.items.map((m) => m.body)).toEqual(['size 42', 'is the blue one in stock?']);
+    expect((await bob.sdk.chat.read(conversation.id, history.items[0]?.seq ?? 0)).unread).toBe(0);
+    ann.sdk.realtime.close();
+    bob.sdk.realtime.close();
+  });
 });

@@ -2,12 +2,14 @@
  * Browser SDK of the live commerce server: `LiveCommerce` wires the HTTP
  * API, the realtime connection and the pieces built on them.
  */
+import { ChatClient } from './chat-client.js';
 import { CommerceClient } from './commerce-client.js';
 import { HttpClient, type TokenSource } from './http.js';
 import { LiveRoom } from './live-chat-client.js';
 import { RealtimeClient, type WebSocketLike } from './realtime-client.js';
 import { StreamsClient } from './streams-client.js';
 
+export * from './chat-client.js';
 export * from './commerce-client.js';
 export * from './errors.js';
 export {
@@ -37,6 +39,8 @@ export class LiveCommerce {
   readonly http: HttpClient;
   readonly realtime: RealtimeClient;
   readonly commerce: CommerceClient;
+  /** 1:1 and group conversations. */
+  readonly chat: ChatClient;
   /** The streamer's side: streams, keys, pins, flash sales, sales figures. */
   readonly streams: StreamsClient;
 
@@ -50,6 +54,7 @@ export class LiveCommerce {
     });
     this.commerce = new CommerceClient(this.http);
     this.streams = new StreamsClient(this.http);
+    this.chat = new ChatClient(this.http, this.realtime);
   }
 
   /** The room of a live stream: chat, pins, flash sales, stock, viewers. */
