@@ -259,6 +259,8 @@ export class HlsDelivery {
     await this.options.store.put(hlsPlaylistKey(this.options.publicId), body, {
       contentType: HLS_CONTENT_TYPES['.m3u8'],
       cacheControl: LIVE_PLAYLIST_CACHE,
+      // Rewritten every segment; the final one (with ENDLIST) is durable.
+      durable: this.ended,
     });
   }
 

@@ -203,6 +203,7 @@ export class LocalObjectStore implements ObjectStore {
   private async writeTemp(
     key: string,
     body: ObjectBody,
+    durable: boolean,
   ): Promise<{ path: string; size: number; etag: string; ino: string }> {
     const { fh, path } = await this.openTemp(this.dataPath(key), key);
     const hash = createHash('md5');
@@ -218,7 +219,7 @@ export class LocalObjectStore implements ObjectStore {
       } else {
         await write(toChunk(body));
       }
-      if (this.fsync) await fh.sync();
+      if (this.fsync && durable) await fh.sync();
       const st = await fh.stat({ bigint: true });
       await fh.close();
       return { path, size, etag: hash.digest('hex'), ino: st.ino.toString() };
@@ -261,7 +262,7 @@ export class LocalObjectStore implements ObjectStore {
     const contentType = options.contentType ?? contentTypeForKey(key);
     // The long part (receiving the body) runs unlocked, so concurrent puts of
     // one key stream in parallel; only the two renames are serialized.
-    const temp = await this.writeTemp(key, body);
+    const temp = await this.writeTemp(key, body, options.durable ?? true);
     try {
       await this.withKeyLock(key, async () => {
         const target = this.dataPath(key);

@@ -18,6 +18,12 @@ export interface PutOptions {
   contentType?: string;
   /** Cache-Control stored with the object and returned on reads. */
   cacheControl?: string;
+  /**
+   * false: the object is rewritten every few seconds (a live playlist), so a
+   * crash losing its latest version costs nothing; the local store then skips
+   * its fsync. Remote stores decide durability themselves and ignore it.
+   */
+  durable?: boolean;
 }
 
 export interface ObjectInfo {
