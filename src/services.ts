@@ -23,6 +23,7 @@ import { OrdersService } from './commerce/orders/orders-service.js';
 import { type PaymentProvider, TestPaymentProvider } from './commerce/orders/payment-provider.js';
 import type { Database } from './database.js';
 import { LiveStreamsService, rtmpServerUrl } from './live/live-streams-service.js';
+import { StreamAudience } from './live/stream-audience.js';
 import { StreamRecordings, timedMetadataChannel } from './live/stream-recordings.js';
 import type { DbHandle } from './platform/db/db.js';
 import type { Engine } from './platform/engine/engine.js';
@@ -53,6 +54,8 @@ export interface Services extends Adapters {
   uploads: UploadsService;
   /** Live streams: keys, schedule, lifecycle, featured products and pins. */
   liveStreams: LiveStreamsService;
+  /** Viewers (current, peak, unique) and likes of live streams, across instances. */
+  audience: StreamAudience;
   /** Segments delivered per stream, timed metadata, replay state (used by the ingest). */
   recordings: StreamRecordings;
   /** Background jobs of this instance (reservation and order expiry, abandoned live streams). */
@@ -134,7 +137,11 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
   const liveChat = new LiveChat(adapters.engine, gateway);
   registerLiveChatOnGateway(gateway, liveChat);
   const uploads = new UploadsService(db, adapters.objectStore, { maxBytes: config.UPLOAD_MAX_BYTES });
+  const audience = new StreamAudience(adapters.engine, gateway, {
+    onError: (err) => options.logger.error({ err }, 'stream audience update failed'),
+  });
   const liveStreams = new LiveStreamsService(db, {
+    audience,
     gateway,
     objectStore: adapters.objectStore,
     flashSales,
@@ -187,6 +194,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     liveChat,
     uploads,
     liveStreams,
+    audience,
     recordings,
     jobs,
     gateway,
@@ -197,10 +205,12 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
 export async function startServices(services: Services): Promise<void> {
   await services.flashSales.start();
   for (const job of services.jobs) job.start();
+  services.audience.start();
 }
 
 /** Stops jobs and flushes pending writes; adapters stay open (the caller closes them). */
 export async function stopServices(services: Services): Promise<void> {
+  await services.audience.stop();
   await services.gateway.close();
   await Promise.all(services.jobs.map((j) => j.stop()));
   await services.flashSales.stop();

@@ -71,6 +71,13 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       await waitFor(async () => (await text(page, '#me')).includes('Vera Viewer'), 10_000);
       expect(await page.getByRole('button', { name: 'Sign in' }).isVisible()).toBe(false);
 
+      for (let i = 0; i < 3; i++) await page.getByRole('button', { name: 'Like' }).click();
+      await waitFor(
+        async () =>
+          (await stack.api<{ audience: { likes: number } }>('GET', `/v1/streams/${id}`)).audience.likes === 3,
+        10_000,
+      );
+      expect(await text(page, '#likes')).toBe('3');
       await page.getByLabel('Chat message', { exact: true }).fill('hello from the front row');
       await page.getByRole('button', { name: 'Send', exact: true }).click();
       await waitFor(async () => (await text(page, '#chat')).includes('hello from the front row'), 10_000);

@@ -76,6 +76,7 @@ export interface StreamPage {
   }>;
   currentPin: StreamPin | null;
   activeFlashSale: FlashSale | null;
+  audience: { current: number; peak: number; unique: number; likes: number };
 }
 
 export interface Reservation {

@@ -61,6 +61,11 @@ export class LiveRoom {
     return this.realtime.request('live.chat.send', { streamId: this.streamId, body });
   }
 
+  /** Adds likes (batch taps: send the count every half second or so, not one message per tap). */
+  like(count = 1): Promise<{ total: number }> {
+    return this.realtime.request('live.like', { streamId: this.streamId, count });
+  }
+
   deleteMessage(messageId: string): Promise<unknown> {
     return this.realtime.request('live.chat.delete', { streamId: this.streamId, messageId });
   }

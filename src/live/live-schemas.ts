@@ -167,6 +167,18 @@ export const LiveStreamPageSchema = Type.Object(
       }),
     ),
     featuredProducts: Type.Array(Type.Ref(FeaturedProductSchema)),
+    audience: Type.Object(
+      {
+        current: Type.Integer({ minimum: 0, description: 'Connections watching now, on every instance' }),
+        peak: Type.Integer({ minimum: 0 }),
+        unique: Type.Integer({
+          minimum: 0,
+          description: 'Distinct viewers (users, or anonymous connections) so far',
+        }),
+        likes: Type.Integer({ minimum: 0 }),
+      },
+      { description: 'Live counts; `stream.viewers` and `stream.likes` on the room keep them current' },
+    ),
     currentPin: Type.Union([Type.Ref(StreamPinSchema), Type.Null()]),
     activeFlashSale: Type.Union(
       // The FlashSale shape, inlined: its $id belongs to the flash-sale routes.
@@ -183,6 +195,7 @@ export const LiveStreamPageSchema = Type.Object(
         hlsUrl: 'https://cdn.example.com/live/a7Kq2ZpX9b/index.m3u8',
         replayUrl: null,
         featuredProducts: [featuredExample],
+        audience: { current: 1520, peak: 1804, unique: 2950, likes: 48211 },
         currentPin: pinExample,
         activeFlashSale: null,
       },

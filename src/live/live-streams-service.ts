@@ -31,6 +31,7 @@ import type { Database } from '../database.js';
 import { AppError } from '../platform/errors.js';
 import type { ObjectStore } from '../platform/object-store/object-store.js';
 import type { StreamEndReason, StreamPinKind, StreamStatus, StreamsTable } from './live-tables.js';
+import type { StreamAudience } from './stream-audience.js';
 import { hashStreamKey, newPublicId, newStreamKey, STREAM_KEY_PATTERN, sameKeyHash } from './stream-keys.js';
 import { flashSaleMetadata, pinMetadata, type TimedMetadata } from './stream-recordings.js';
 
@@ -76,6 +77,8 @@ export interface StreamEventPublisher {
 
 export interface LiveStreamsOptions {
   gateway: StreamEventPublisher;
+  /** Viewer counts and likes for the page data. */
+  audience?: Pick<StreamAudience, 'counts'>;
   objectStore: Pick<ObjectStore, 'publicUrl'>;
   /** Gives the active flash sale of a stream with its remaining units. */
   flashSales: Pick<FlashSalesService, 'get'>;
@@ -159,6 +162,8 @@ export interface StreamPage {
   hlsUrl: string | null;
   /** The recording (VOD playlist) once the stream has ended and it is written; null otherwise. */
   replayUrl: string | null;
+  /** Viewers now (all instances), the peak, distinct viewers so far, and likes. */
+  audience: { current: number; peak: number; unique: number; likes: number };
   featuredProducts: FeaturedProduct[];
   currentPin: StreamPin | null;
   activeFlashSale: FlashSaleView | null;
@@ -319,6 +324,7 @@ export class LiveStreamsService {
   private readonly graceMs: number;
   private readonly onPublishError?: LiveStreamsOptions['onPublishError'];
   private readonly onTimedMetadata?: LiveStreamsOptions['onTimedMetadata'];
+  private readonly audience?: LiveStreamsOptions['audience'];
 
   constructor(
     private readonly db: Db,
@@ -331,6 +337,7 @@ export class LiveStreamsService {
     this.graceMs = options.reconnectGraceMs;
     this.onPublishError = options.onPublishError;
     this.onTimedMetadata = options.onTimedMetadata;
+    this.audience = options.audience;
   }
 
   /**
@@ -396,10 +403,11 @@ export class LiveStreamsService {
   /** Everything a stream page needs on first paint; later changes arrive on the room `stream:<id>`. */
   async page(publicId: string, viewer?: AuthUser | null): Promise<StreamPage> {
     const row = await this.rowByPublicId(publicId);
-    const [featuredProducts, currentPin, activeFlashSale] = await Promise.all([
+    const [featuredProducts, currentPin, activeFlashSale, audience] = await Promise.all([
       this.featuredProducts(row.id),
       this.currentPin(row.id),
       this.activeFlashSale(row.public_id),
+      this.audience?.counts(row.public_id) ?? { current: 0, peak: 0, unique: 0, likes: 0 },
     ]);
     return {
       stream: this.toStream(row, seesIngest(viewer, row.owner_id)),
@@ -412,6 +420,7 @@ export class LiveStreamsService {
       featuredProducts,
       currentPin,
       activeFlashSale,
+      audience,
     };
   }
 

@@ -152,7 +152,24 @@ function play(src: string): void {
   player.play().catch(() => undefined);
 }
 
+let pendingLikes = 0;
+let likeTimer: ReturnType<typeof setTimeout> | null = null;
+
+/** Taps are batched: one `live.like` with the count every half second at most. */
+function tapLike(): void {
+  pendingLikes += 1;
+  $('likes').textContent = String(Number($('likes').textContent) + 1);
+  likeTimer ??= setTimeout(() => {
+    const count = Math.min(50, pendingLikes);
+    pendingLikes = 0;
+    likeTimer = null;
+    room.like(count).catch((err: unknown) => notice(explain(err)));
+  }, 500);
+}
+
 function render(page: StreamPage): void {
+  $('likes').textContent = String(page.audience.likes);
+  if (page.status === 'live') $('viewers').textContent = `${page.audience.current} watching`;
   document.title = page.stream.title;
   $('title').textContent = page.stream.title;
   const status =
@@ -203,6 +220,10 @@ async function main(): Promise<void> {
   });
   $('sale-buy').addEventListener('click', () => void buySale());
   $('pin-buy').addEventListener('click', () => void buyPinned());
+  $('like').addEventListener('click', tapLike);
+  room.on('stream.likes', ({ total }) => {
+    $('likes').textContent = String(Math.max(total, Number($('likes').textContent)));
+  });
   setInterval(tickCountdown, 1000);
 
   room.on('chat.message', addChat);
