@@ -101,6 +101,6 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
   await app.register(analyticsRoutes, { analytics: services.analytics });
   await app.register(chatRoutes, { chat: services.chat });
   await app.register(uploadRoutes, { uploads: services.uploads });
-  await app.register(liveRoutes, { liveStreams: services.liveStreams });
+  await app.register(liveRoutes, { liveStreams: services.liveStreams, analytics: services.streamAnalytics });
   return app;
 }

@@ -23,8 +23,10 @@ import { OrdersService } from './commerce/orders/orders-service.js';
 import { type PaymentProvider, TestPaymentProvider } from './commerce/orders/payment-provider.js';
 import type { Database } from './database.js';
 import { LiveStreamsService, rtmpServerUrl } from './live/live-streams-service.js';
+import { StreamAnalyticsService } from './live/stream-analytics.js';
 import { StreamAudience } from './live/stream-audience.js';
 import { StreamRecordings, timedMetadataChannel } from './live/stream-recordings.js';
+import { registerWatchTimeOnGateway, WatchTimeRecorder } from './live/watch-time.js';
 import type { DbHandle } from './platform/db/db.js';
 import type { Engine } from './platform/engine/engine.js';
 import { createMetricsRegistry } from './platform/http/metrics.js';
@@ -56,6 +58,10 @@ export interface Services extends Adapters {
   liveStreams: LiveStreamsService;
   /** Viewers (current, peak, unique) and likes of live streams, across instances. */
   audience: StreamAudience;
+  /** Watch-time reports of players, written in batches. */
+  watchTime: WatchTimeRecorder;
+  /** Per-stream analytics for owners. */
+  streamAnalytics: StreamAnalyticsService;
   /** Segments delivered per stream, timed metadata, replay state (used by the ingest). */
   recordings: StreamRecordings;
   /** Background jobs of this instance (reservation and order expiry, abandoned live streams). */
@@ -157,6 +163,10 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     },
   });
   const recordings = new StreamRecordings(db);
+  const watchTime = new WatchTimeRecorder(db);
+  registerWatchTimeOnGateway(gateway, watchTime);
+  jobs.push(new PeriodicJob('watch-time-flush', 5_000, () => watchTime.flush(), options.logger));
+  const streamAnalytics = new StreamAnalyticsService(db, { audience, liveChat, commerce: analytics });
   jobs.push(
     ...recordingJobs({
       recordings,
@@ -195,6 +205,8 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     uploads,
     liveStreams,
     audience,
+    watchTime,
+    streamAnalytics,
     recordings,
     jobs,
     gateway,
@@ -213,5 +225,6 @@ export async function stopServices(services: Services): Promise<void> {
   await services.audience.stop();
   await services.gateway.close();
   await Promise.all(services.jobs.map((j) => j.stop()));
+  await services.watchTime.flush();
   await services.flashSales.stop();
 }

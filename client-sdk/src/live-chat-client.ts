@@ -66,6 +66,11 @@ export class LiveRoom {
     return this.realtime.request('live.like', { streamId: this.streamId, count });
   }
 
+  /** Reports seconds played (feed it `LivePlayer`'s `watched` events) for the stream's watch-time analytics. */
+  reportWatch(seconds: number): Promise<{ recorded: boolean }> {
+    return this.realtime.request('live.watch', { streamId: this.streamId, seconds: Math.min(60, seconds) });
+  }
+
   deleteMessage(messageId: string): Promise<unknown> {
     return this.realtime.request('live.chat.delete', { streamId: this.streamId, messageId });
   }

@@ -110,4 +110,17 @@ export const liveMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0351_stream_watch': {
+    async up(db: Kysely<unknown>) {
+      // Seconds watched per viewer per minute of the stream: watch time, view duration, retention.
+      await db.schema
+        .createTable('stream_watch')
+        .addColumn('stream_id', 'uuid', (c) => c.notNull().references('streams.id').onDelete('cascade'))
+        .addColumn('viewer', 'text', (c) => c.notNull())
+        .addColumn('minute', 'integer', (c) => c.notNull().check(sql`minute >= 0`))
+        .addColumn('seconds', 'integer', (c) => c.notNull().check(sql`seconds between 0 and 60`))
+        .addPrimaryKeyConstraint('stream_watch_pk', ['stream_id', 'viewer', 'minute'])
+        .execute();
+    },
+  },
 };

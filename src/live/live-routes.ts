@@ -17,22 +17,24 @@ import {
   LiveStreamSchema,
   LiveStreamWithKeySchema,
   PinBody,
+  StreamAnalyticsSchema,
   StreamParams,
   StreamPinSchema,
   UnpinQuery,
   UpdateStreamBody,
 } from './live-schemas.js';
 import type { LiveStreamsService } from './live-streams-service.js';
+import type { StreamAnalyticsService } from './stream-analytics.js';
 
 const security = [{ bearer: [] }];
 const tags = ['live'];
 
 export async function liveRoutes(
   fastify: FastifyInstance,
-  opts: { liveStreams: LiveStreamsService },
+  opts: { liveStreams: LiveStreamsService; analytics: StreamAnalyticsService },
 ): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const { liveStreams } = opts;
+  const { liveStreams, analytics } = opts;
   for (const schema of [
     LiveStreamSchema,
     LiveStreamWithKeySchema,
@@ -40,6 +42,7 @@ export async function liveRoutes(
     StreamPinSchema,
     LiveStreamPageSchema,
     LiveStreamListSchema,
+    StreamAnalyticsSchema,
   ])
     fastify.addSchema(schema);
   const StreamRef = Type.Ref(LiveStreamSchema);
@@ -157,6 +160,29 @@ export async function liveRoutes(
       },
     },
     async (request) => liveStreams.revokeKey(currentUser(request), request.params.publicId),
+  );
+
+  app.get(
+    '/v1/streams/:publicId/analytics',
+    {
+      preHandler: requireUser,
+      schema: {
+        tags,
+        summary: 'Stream analytics',
+        description:
+          'Owner or admin: peak and unique viewers, watch time, average view duration, retention per minute, likes, chat messages, orders, revenue, revenue per minute and how each product pin converted (paid orders with the product during the pin or 5 minutes after it, ÷ viewers during the pin).',
+        security,
+        params: StreamParams,
+        response: {
+          200: Type.Ref(StreamAnalyticsSchema),
+          400: ErrorRef,
+          401: ErrorRef,
+          403: ErrorRef,
+          404: ErrorRef,
+        },
+      },
+    },
+    async (request) => analytics.stream(currentUser(request), request.params.publicId),
   );
 
   app.post(

@@ -289,3 +289,72 @@ export const UnpinQuery = Type.Object(
 );
 
 export const StreamParams = Type.Object({ publicId: PublicId }, { additionalProperties: false });
+
+const PerCurrency = Type.Record(Type.String(), Type.Integer(), { description: 'Minor units per currency' });
+
+export const StreamAnalyticsSchema = Type.Object(
+  {
+    streamId: Type.String(),
+    status: Status,
+    durationSeconds: Type.Integer({ minimum: 0 }),
+    viewers: Type.Object({ peak: Type.Integer(), unique: Type.Integer() }),
+    watch: Type.Object({
+      totalSeconds: Type.Integer(),
+      averageViewSeconds: Type.Integer({ description: 'Total watch time ÷ distinct viewers who watched' }),
+      retention: Type.Array(Type.Object({ minute: Type.Integer(), viewers: Type.Integer() }), {
+        description: 'Distinct viewers per minute of the stream',
+      }),
+    }),
+    likes: Type.Integer(),
+    chatMessages: Type.Integer(),
+    commerce: Type.Object({
+      orders: Type.Object({
+        created: Type.Integer(),
+        paid: Type.Integer(),
+        cancelled: Type.Integer(),
+        expired: Type.Integer(),
+      }),
+      unitsSold: Type.Integer(),
+      revenueMinor: PerCurrency,
+      conversion: Type.Number(),
+    }),
+    revenuePerMinuteMinor: PerCurrency,
+    pins: Type.Array(
+      Type.Object({
+        pinId: Type.String({ format: 'uuid' }),
+        productId: Type.String({ format: 'uuid' }),
+        pinnedAt: Type.String({ format: 'date-time' }),
+        unpinnedAt: Nullable(Type.String({ format: 'date-time' })),
+        orders: Type.Integer(),
+        viewers: Type.Integer(),
+        conversion: Type.Number(),
+      }),
+    ),
+  },
+  {
+    $id: 'StreamAnalytics',
+    examples: [
+      {
+        streamId: 'a7Kq2ZpX9b',
+        status: 'ended',
+        durationSeconds: 3600,
+        viewers: { peak: 1804, unique: 2950 },
+        watch: {
+          totalSeconds: 3_100_000,
+          averageViewSeconds: 1051,
+          retention: [{ minute: 0, viewers: 420 }],
+        },
+        likes: 48211,
+        chatMessages: 5120,
+        commerce: {
+          orders: { created: 320, paid: 301, cancelled: 4, expired: 15 },
+          unitsSold: 340,
+          revenueMinor: { USD: 1_690_000 },
+          conversion: 0.94,
+        },
+        revenuePerMinuteMinor: { USD: 28_167 },
+        pins: [],
+      },
+    ],
+  },
+);

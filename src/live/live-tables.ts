@@ -88,9 +88,19 @@ export interface StreamSegmentsTable {
   created_at: Generated<Date>;
 }
 
+/** Seconds a viewer watched in one minute of a stream (minute 0 starts at `started_at`). */
+export interface StreamWatchTable {
+  stream_id: string;
+  /** `u:<userId>`, or `c:<connectionId>` for an anonymous viewer. */
+  viewer: string;
+  minute: number;
+  seconds: number;
+}
+
 export interface LiveTables {
   streams: StreamsTable;
   stream_products: StreamProductsTable;
   stream_pins: StreamPinsTable;
   stream_segments: StreamSegmentsTable;
+  stream_watch: StreamWatchTable;
 }

@@ -149,6 +149,9 @@ function play(src: string): void {
     if (pin) showPin(pin);
   });
   player.on('fatal', ({ details }) => notice(`Playback problem: ${details}`));
+  player.on('watched', ({ seconds }) => {
+    room.reportWatch(seconds).catch(() => undefined);
+  });
   player.play().catch(() => undefined);
 }
 
