@@ -213,6 +213,11 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       );
       await page.getByRole('button', { name: 'All streams' }).click();
       await page.getByRole('link', { name: 'Replay' }).first().waitFor({ timeout: 10_000 });
+      await page.getByRole('button', { name: 'Analytics of Tote tuesday' }).click();
+      await page.locator('#report').waitFor({ state: 'visible', timeout: 10_000 });
+      expect(await text(page, '#report-figures')).toContain('Chat messages1');
+      expect(await page.locator('#retention polyline').count()).toBe(1);
+      await page.screenshot({ path: join(ARTIFACTS, 'studio-analytics.png'), fullPage: true });
       expect(problems, problems.join('\n')).toEqual([]);
     } finally {
       await page.close();

@@ -56,6 +56,23 @@ export interface StreamCommerce {
   conversion: number | null;
 }
 
+export interface StreamAnalytics {
+  streamId: string;
+  status: 'scheduled' | 'live' | 'ended';
+  durationSeconds: number;
+  viewers: { peak: number; unique: number };
+  watch: {
+    totalSeconds: number;
+    averageViewSeconds: number;
+    retention: Array<{ minute: number; viewers: number }>;
+  };
+  likes: number;
+  chatMessages: number;
+  commerce: StreamCommerce;
+  revenuePerMinuteMinor: Record<string, number>;
+  pins: Array<{ pinId: string; productId: string; orders: number; viewers: number; conversion: number }>;
+}
+
 export class StreamsClient {
   constructor(private readonly http: HttpClient) {}
 
@@ -117,6 +134,11 @@ export class StreamsClient {
 
   startFlashSale(input: CreateFlashSaleInput, idempotencyKey = newIdempotencyKey()): Promise<FlashSale> {
     return this.http.request('POST', '/v1/flash-sales', input, { idempotencyKey });
+  }
+
+  /** Audience, engagement, sales and pin conversion (owner or admin). */
+  analytics(id: string): Promise<StreamAnalytics> {
+    return this.http.request('GET', `/v1/streams/${encodeURIComponent(id)}/analytics`);
   }
 
   commerce(id: string): Promise<StreamCommerce> {

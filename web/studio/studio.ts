@@ -54,13 +54,64 @@ function bucket(): { viewers: number; chat: number } {
   return minutes[index] as { viewers: number; chat: number };
 }
 
+/** A polyline of `values` (one per minute) scaled into a 300×60 SVG. */
+function polyline(values: number[], color: string, title: string): string {
+  const max = Math.max(1, ...values);
+  const points = values
+    .map((v, i) => `${(i / Math.max(1, values.length - 1)) * 300},${60 - (v / max) * 55}`)
+    .join(' ');
+  return `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points}"><title>${title}</title></polyline>`;
+}
+
+async function showReport(stream: Stream): Promise<void> {
+  const report = await sdk.streams.analytics(stream.id);
+  $('streams').hidden = true;
+  $('report').hidden = false;
+  $('report-title').textContent = `Analytics: ${stream.title}`;
+  const revenue = Object.entries(report.commerce.revenueMinor)
+    .map(([currency, minor]) => money(minor, currency))
+    .join(' + ');
+  const figures: Array<[string, string]> = [
+    ['Duration', `${Math.round(report.durationSeconds / 60)} min`],
+    ['Peak viewers', String(report.viewers.peak)],
+    ['Unique viewers', String(report.viewers.unique)],
+    ['Average view', `${report.watch.averageViewSeconds} s`],
+    ['Likes', String(report.likes)],
+    ['Chat messages', String(report.chatMessages)],
+    ['Paid orders', String(report.commerce.orders.paid)],
+    ['Revenue', revenue || '–'],
+  ];
+  const list = $('report-figures');
+  list.replaceChildren();
+  for (const [label, value] of figures) {
+    const dt = document.createElement('dt');
+    dt.textContent = label;
+    const dd = document.createElement('dd');
+    dd.textContent = value;
+    list.append(dt, dd);
+  }
+  const perMinute: number[] = [];
+  for (const { minute, viewers } of report.watch.retention) perMinute[minute] = viewers;
+  ($('retention') as unknown as SVGSVGElement).innerHTML = polyline(
+    Array.from(perMinute, (v) => v ?? 0),
+    '#e0245e',
+    'viewers per minute',
+  );
+}
+
 function drawChart(): void {
-  const svg = $('chart') as unknown as SVGSVGElement;
   const last = minutes.slice(-30);
-  const max = Math.max(1, ...last.map((m) => Math.max(m.viewers, m.chat)));
-  const line = (pick: (m: { viewers: number; chat: number }) => number) =>
-    last.map((m, i) => `${(i / Math.max(1, last.length - 1)) * 300},${60 - (pick(m) / max) * 55}`).join(' ');
-  svg.innerHTML = `<polyline fill="none" stroke="#e0245e" stroke-width="2" points="${line((m) => m.viewers)}"><title>viewers</title></polyline><polyline fill="none" stroke="#3b82f6" stroke-width="2" points="${line((m) => m.chat)}"><title>chat messages</title></polyline>`;
+  ($('chart') as unknown as SVGSVGElement).innerHTML =
+    polyline(
+      last.map((m) => m.viewers),
+      '#e0245e',
+      'viewers',
+    ) +
+    polyline(
+      last.map((m) => m.chat),
+      '#3b82f6',
+      'chat messages',
+    );
 }
 
 async function showStreams(): Promise<void> {
@@ -87,7 +138,13 @@ async function showStreams(): Promise<void> {
         const replay = document.createElement('a');
         replay.href = `/watch/${encodeURIComponent(stream.id)}`;
         replay.textContent = 'Replay';
-        item.append(replay);
+        const report = document.createElement('button');
+        report.type = 'button';
+        report.className = 'secondary';
+        report.textContent = 'Analytics';
+        report.setAttribute('aria-label', `Analytics of ${stream.title}`);
+        report.addEventListener('click', () => void act(() => showReport(stream)));
+        item.append(replay, report);
       }
       list.append(item);
     }
@@ -272,6 +329,14 @@ async function main(): Promise<void> {
       }),
   );
   $('back').addEventListener('click', () => void act(showStreams));
+  $('report-back').addEventListener(
+    'click',
+    () =>
+      void act(async () => {
+        $('report').hidden = true;
+        await showStreams();
+      }),
+  );
 
   if (!localStorage.getItem(TOKEN_KEY)) return;
   me = await sdk.http
