@@ -3,11 +3,18 @@
  * composition root (src/server.ts) and the tests, so both run the same graph.
  */
 import type { Config } from '../config/schema.js';
+import { Sfu } from '../media/sfu/sfu.js';
+import { findWorkerBinary } from '../media/sfu/worker-binary.js';
 import { Gateway, type GatewayLogger, gatewayOptionsFromConfig } from '../signaling/gateway.js';
 import { commerceExpiryJobs } from '../workers/commerce-expiry.js';
 import { type JobLogger, PeriodicJob } from '../workers/periodic-job.js';
 import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
+import { AgentQueue } from './calls/agent-queue.js';
+import { CallMediaRelay } from './calls/call-media-relay.js';
+import { registerCallsOnGateway } from './calls/call-signaling.js';
+import { CallsService, callRoom } from './calls/calls-service.js';
+import { iceServerOptionsFromConfig } from './calls/ice-servers.js';
 import { registerChatOnGateway } from './chat/chat-gateway.js';
 import { ChatService } from './chat/chat-service.js';
 import { LiveChat, registerLiveChatOnGateway } from './chat/live-chat.js';
@@ -55,6 +62,15 @@ export interface Services extends Adapters {
    * the HTTP server.
    */
   gateway: Gateway;
+  /** Call lifecycle, agent availability and queue, history. */
+  calls: CallsService;
+  /** This instance's SFU and the signaling relay to the instance hosting each call; absent when CALLS_ENABLED=false. */
+  media?: { sfu: Sfu; relay: CallMediaRelay; unregister: () => void };
+}
+
+/** The one line a start without a mediasoup worker fails with. */
+export function missingWorkerMessage(tried: string[]): string {
+  return `video calls are enabled but no mediasoup worker binary was found${tried.length ? ` (looked at ${tried.join(', ')})` : ''}: run \`npm run setup\` (it builds one), or set MEDIASOUP_WORKER_BIN, or set CALLS_ENABLED=false`;
 }
 
 export interface CreateServicesOptions {
@@ -135,9 +151,76 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
       options.logger,
     ),
   );
+  const log = {
+    info: (obj: object, msg: string) => options.logger.info?.(obj, msg),
+    warn: (obj: object, msg: string) => options.logger.warn?.(obj, msg),
+    error: (obj: object, msg: string) => options.logger.error(obj, msg),
+  };
+  const calls = new CallsService(db, {
+    publisher: gateway,
+    queue: new AgentQueue(adapters.engine),
+    iceServers: iceServerOptionsFromConfig(config),
+    ringTimeoutMs: config.CALL_RING_TIMEOUT_MS,
+    queueTimeoutMs: config.CALL_QUEUE_TIMEOUT_MS,
+    logger: log,
+  });
+  let media: Services['media'];
+  if (config.CALLS_ENABLED) {
+    const lookup = findWorkerBinary(config.MEDIASOUP_WORKER_BIN);
+    if (!lookup.path) throw new Error(missingWorkerMessage(lookup.tried));
+    const sfu = new Sfu({
+      binary: lookup.path,
+      numWorkers: config.MEDIASOUP_NUM_WORKERS,
+      rtcMinPort: config.RTC_MIN_PORT,
+      rtcMaxPort: config.RTC_MAX_PORT,
+      logger: log,
+      transport: { listenIp: config.RTC_LISTEN_IP, announcedAddress: config.RTC_ANNOUNCED_ADDRESS },
+    });
+    const relay = new CallMediaRelay({
+      engine: adapters.engine,
+      sfu,
+      instanceId: gateway.instanceId,
+      timeoutMs: config.CALL_SIGNALING_TIMEOUT_MS,
+      logger: log,
+    });
+    sfu.on('mediaLost', (callId) => {
+      calls
+        .end(callId, 'ended', 'media_worker_died', null)
+        .catch((err: unknown) => log.error({ err, callId }, 'ending a call after its worker died failed'));
+    });
+    sfu.on('notify', (callId, event, data) => {
+      gateway
+        .publish(callRoom(callId), event, data)
+        .catch((err: unknown) => log.warn({ err, callId, event }, 'call media event publish failed'));
+    });
+    const unregister = registerCallsOnGateway(gateway, calls, relay, {
+      disconnectGraceMs: config.CALL_DISCONNECT_GRACE_MS,
+      logger: log,
+    });
+    // An agent whose last connection closed cannot take calls.
+    gateway.on('presence', (change) => {
+      if (!change.online)
+        void calls.queue
+          .status(change.userId)
+          .then((status) => (status === 'online' ? calls.queue.setStatus(change.userId, 'away') : undefined))
+          .catch((err: unknown) => log.warn({ err }, 'agent availability update failed'));
+    });
+    media = { sfu, relay, unregister };
+    // Ring and queue timeouts, on every instance (each call ends once).
+    jobs.push(
+      new PeriodicJob(
+        'call-timeouts',
+        Math.min(config.SWEEP_INTERVAL_MS, Math.floor(config.CALL_RING_TIMEOUT_MS / 4)),
+        () => calls.expireDue(),
+        options.logger,
+      ),
+    );
+  }
   return {
     ...adapters,
     config,
+    calls,
+    media,
     tokens,
     users,
     catalog,
@@ -158,6 +241,9 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
 /** Starts subscriptions and background jobs. */
 export async function startServices(services: Services): Promise<void> {
   await services.flashSales.start();
+  // Workers start now so that a broken worker binary stops the server at start, not at the first call.
+  await services.media?.sfu.start();
+  await services.media?.relay.start();
   for (const job of services.jobs) job.start();
 }
 
@@ -166,4 +252,9 @@ export async function stopServices(services: Services): Promise<void> {
   await services.gateway.close();
   await Promise.all(services.jobs.map((j) => j.stop()));
   await services.flashSales.stop();
+  if (services.media) {
+    services.media.unregister();
+    await services.media.relay.close();
+    await services.media.sfu.close();
+  }
 }

@@ -1,0 +1,103 @@
+import { Type } from '@sinclair/typebox';
+import { AGENT_STATUSES } from './agent-queue.js';
+import { CALL_END_REASONS, CALL_STATUSES, CALL_TYPES } from './call-tables.js';
+
+const Uuid = Type.String({ format: 'uuid' });
+const DateTime = Type.String({ format: 'date-time' });
+const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+/** A union of string literals that keeps its TypeScript type (a mapped array would widen to string). */
+const Literals = <T extends readonly string[]>(values: T, description: string) =>
+  Type.Unsafe<T[number]>(
+    Type.Union(
+      values.map((v) => Type.Literal(v)),
+      { description },
+    ),
+  );
+
+export const CallContextSchema = Type.Object(
+  {
+    streamId: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 64, description: 'The live stream the call started from' }),
+    ),
+    productId: Type.Optional(Uuid),
+    cart: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { skuId: Uuid, quantity: Type.Integer({ minimum: 1, maximum: 1000 }) },
+          { additionalProperties: false },
+        ),
+        { maxItems: 50 },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'What the shopper was looking at' },
+);
+
+export const CallSchema = Type.Object(
+  {
+    id: Uuid,
+    type: Literals(CALL_TYPES, 'support: to the next free agent; sales, consultation: to calleeId'),
+    status: Literals(CALL_STATUSES, 'initiated (queued) → ringing → active → ended, or missed / rejected'),
+    callerId: Uuid,
+    agentId: Type.Union([Uuid, Type.Null()], {
+      description: 'Who the call rings or rang; null while queued',
+    }),
+    context: CallContextSchema,
+    createdAt: DateTime,
+    ringingAt: Nullable(DateTime),
+    answeredAt: Nullable(DateTime),
+    endedAt: Nullable(DateTime),
+    endedBy: Type.Union([Uuid, Type.Null()], { description: 'Null when the server ended it' }),
+    endReason: Type.Union([Literals(CALL_END_REASONS, 'Why it is over'), Type.Null()]),
+    durationMs: Type.Union([Type.Integer(), Type.Null()]),
+    queuePosition: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Place in the support queue while initiated' }),
+    ),
+  },
+  { $id: 'Call', additionalProperties: false },
+);
+
+export const IceServerSchema = Type.Object(
+  {
+    urls: Type.Array(Type.String()),
+    username: Type.Optional(Type.String({ description: 'TURN REST username: expiry:userId' })),
+    credential: Type.Optional(Type.String()),
+  },
+  { $id: 'IceServer', additionalProperties: false, description: 'An RTCIceServer' },
+);
+
+export const CallWithIceSchema = Type.Object(
+  {
+    call: Type.Ref(CallSchema),
+    iceServers: Type.Array(Type.Ref(IceServerSchema), {
+      description: 'For the RTCPeerConnection; TURN credentials expire after TURN_CREDENTIAL_TTL_SECONDS',
+    }),
+  },
+  { $id: 'CallWithIce' },
+);
+
+export const StartCallBody = Type.Object(
+  {
+    type: Literals(CALL_TYPES, 'support goes to the queue; sales and consultation ring calleeId'),
+    calleeId: Type.Optional(Uuid),
+    context: Type.Optional(CallContextSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const CallParams = Type.Object({ id: Uuid });
+
+export const CallHistoryQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50 })),
+    before: Type.Optional(
+      Type.String({ format: 'date-time', description: 'createdAt of the last call seen' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const AvailabilitySchema = Type.Object(
+  { status: Literals(AGENT_STATUSES, 'online: free for calls; busy: on a call; away') },
+  { $id: 'AgentAvailability', additionalProperties: false },
+);

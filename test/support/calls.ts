@@ -1,0 +1,70 @@
+/** Shared fixtures of the call suites: instances that listen, RTP parameters as mediasoup-client sends them. */
+import type { TestApp } from './app.js';
+
+export interface CallInstance {
+  t: TestApp;
+  base: string;
+}
+
+/** Environment of an app with calls on: one small worker, short timeouts. */
+export const CALLS_ENV = {
+  CALLS_ENABLED: 'true',
+  MEDIASOUP_NUM_WORKERS: '1',
+  CALL_RING_TIMEOUT_MS: '60000',
+  CALL_QUEUE_TIMEOUT_MS: '60000',
+  CALL_DISCONNECT_GRACE_MS: '300',
+  CALL_SIGNALING_TIMEOUT_MS: '3000',
+};
+
+/** Starts the app's HTTP listener and the gateway on it. */
+export async function listenCalls(t: TestApp): Promise<CallInstance> {
+  await t.app.listen({ host: '127.0.0.1', port: 0 });
+  t.gateway.attach(t.app.server);
+  return { t, base: `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}` };
+}
+
+/** A VP8 camera track's RTP parameters, as mediasoup-client produces them. */
+export function vp8RtpParameters(ssrc = 11111111) {
+  return {
+    mid: '0',
+    codecs: [
+      {
+        mimeType: 'video/VP8',
+        payloadType: 96,
+        clockRate: 90000,
+        rtcpFeedback: [
+          { type: 'nack', parameter: '' },
+          { type: 'nack', parameter: 'pli' },
+          { type: 'ccm', parameter: 'fir' },
+          { type: 'goog-remb', parameter: '' },
+        ],
+      },
+    ],
+    headerExtensions: [],
+    encodings: [{ ssrc }],
+    rtcp: { cname: `cname-${ssrc}`, reducedSize: true },
+  };
+}
+
+/** An Opus microphone track's RTP parameters. */
+export function opusRtpParameters(ssrc = 22222222) {
+  return {
+    mid: '1',
+    codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: {} }],
+    headerExtensions: [],
+    encodings: [{ ssrc }],
+    rtcp: { cname: `cname-${ssrc}`, reducedSize: true },
+  };
+}
+
+/** The client half of DTLS parameters (a made-up fingerprint: enough for `connect`, no handshake follows). */
+export const CLIENT_DTLS = {
+  role: 'client',
+  fingerprints: [
+    {
+      algorithm: 'sha-256',
+      value:
+        '82:5A:68:3D:36:C3:0A:DE:AF:E7:32:43:D2:88:83:57:AC:2D:65:E5:80:C4:B6:FB:AF:1A:A0:21:9F:6D:0C:AD',
+    },
+  ],
+};
