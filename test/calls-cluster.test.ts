@@ -9,7 +9,13 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestApp } from './support/app.js';
-import { CALLS_ENV, type CallInstance, listenCalls, vp8RtpParameters } from './support/calls.js';
+import {
+  CALLS_ENV,
+  type CallInstance,
+  listenCalls,
+  probeMediasoupWorker,
+  vp8RtpParameters,
+} from './support/calls.js';
 import { wsCodeOf } from './support/failures.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
@@ -21,6 +27,7 @@ const prefix = `test:calls:${randomUUID()}:`;
 await describeWithService(
   'calls across instances (PostgreSQL + Redis)',
   async () => {
+    await probeMediasoupWorker();
     await probePostgres();
     await probeRedis(TEST_REDIS_URL);
   },

@@ -15,9 +15,11 @@ import {
   CLIENT_DTLS,
   listenCalls,
   opusRtpParameters,
+  probeMediasoupWorker,
   vp8RtpParameters,
 } from './support/calls.js';
 import { wsCodeOf } from './support/failures.js';
+import { describeWithService } from './support/real-services.js';
 import { until, WsClient } from './support/ws-client.js';
 
 interface CallBody {
@@ -30,443 +32,458 @@ interface CallBody {
   durationMs: number | null;
 }
 
-let inst: CallInstance;
-let t: TestApp;
-const clients: WsClient[] = [];
+await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker, () => {
+  let inst: CallInstance;
+  let t: TestApp;
+  const clients: WsClient[] = [];
 
-beforeAll(async () => {
-  t = await createTestApp(CALLS_ENV);
-  inst = await listenCalls(t);
-});
-afterAll(async () => {
-  for (const c of clients) c.terminate();
-  await t?.close();
-});
-
-const auth = (token: string) => ({ authorization: `Bearer ${token}` });
-
-async function api<T = CallBody>(
-  method: 'GET' | 'POST' | 'PUT',
-  url: string,
-  token: string,
-  payload?: unknown,
-): Promise<{ status: number; body: T & { code?: string } }> {
-  const res = await t.app.inject({ method, url, headers: auth(token), ...(payload ? { payload } : {}) });
-  return { status: res.statusCode, body: res.json() };
-}
-
-const startCall = async (token: string, payload: unknown = { type: 'support' }) => {
-  const res = await api<{ call: CallBody; iceServers: unknown[] }>('POST', '/v1/calls', token, payload);
-  expect(res.status, JSON.stringify(res.body)).toBe(201);
-  return res.body.call;
-};
-const getCall = async (token: string, id: string) => (await api('GET', `/v1/calls/${id}`, token)).body;
-const setAvailability = async (token: string, status: string) =>
-  api<{ status: string }>('PUT', '/v1/calls/availability', token, { status });
-
-const connect = async (token: string) => {
-  const c = await WsClient.connect(inst.base, { token });
-  clients.push(c);
-  return c;
-};
-
-/** Every agent this suite made goes away, so calls of one test do not ring another's agent. */
-const agents: Array<{ token: string }> = [];
-const newAgent = async () => {
-  for (const a of agents) await setAvailability(a.token, 'away');
-  const agent = await t.login(['agent']);
-  agents.push(agent);
-  return agent;
-};
-
-async function routerCount(): Promise<number> {
-  let n = 0;
-  for (const worker of t.media!.sfu.pool.list()) n += (await worker.dump()).routerIds.length;
-  return n;
-}
-
-describe('lifecycle', () => {
-  it('queues support calls with their position and rings the longest-idle agent once one is online', async () => {
-    const agent = await newAgent();
-    const shopper1 = await t.login();
-    const shopper2 = await t.login();
-    const first = await startCall(shopper1.token, {
-      type: 'support',
-      context: { streamId: 'a7Kq2ZpX9b', cart: [{ skuId: crypto.randomUUID(), quantity: 2 }] },
-    });
-    const second = await startCall(shopper2.token);
-    expect(first).toMatchObject({ status: 'initiated', agentId: null, queuePosition: 1 });
-    expect(second).toMatchObject({ status: 'initiated', queuePosition: 2 });
-
-    const caller2 = await connect(shopper2.token);
-    await caller2.request('join', { room: `call:${second.id}` });
-    const agentWs = await connect(agent.token);
-    await agentWs.request('join', { room: `agent:${agent.id}` });
-
-    expect((await setAvailability(agent.token, 'online')).body.status).toBe('busy');
-    const [ringing] = await agentWs.waitForEvents(`agent:${agent.id}`, 1, 20_000, 'call.ringing');
-    expect(ringing!.d).toMatchObject({ call: { id: first.id, status: 'ringing', agentId: agent.id } });
-    const [queued] = await caller2.waitForEvents(`call:${second.id}`, 1, 20_000, 'call.queued');
-    expect(queued!.d).toEqual({ callId: second.id, position: 1 });
-    expect(await getCall(shopper2.token, second.id)).toMatchObject({ status: 'initiated', queuePosition: 1 });
-
-    const answered = await api<{ call: CallBody }>('POST', `/v1/calls/${first.id}/answer`, agent.token);
-    expect(answered.body.call.status).toBe('active');
-    const hung = await api('POST', `/v1/calls/${first.id}/hangup`, agent.token);
-    expect(hung.body).toMatchObject({ status: 'ended', endedBy: agent.id, endReason: 'hangup' });
-    expect(hung.body.durationMs).toBeGreaterThanOrEqual(0);
-
-    // The agent is free again and takes the next waiting call.
-    const updated = await caller2.waitFor(
-      (f) => f.t === 'event' && f.room === `call:${second.id}` && f.e === 'call.updated',
-    );
-    expect(updated.d).toMatchObject({ call: { id: second.id, status: 'ringing', agentId: agent.id } });
-    await api('POST', `/v1/calls/${second.id}/hangup`, shopper2.token);
-    expect(await getCall(shopper2.token, second.id)).toMatchObject({
-      status: 'ended',
-      endReason: 'cancelled',
-      endedBy: shopper2.id,
-    });
-    expect((await api<{ status: string }>('GET', '/v1/calls/availability', agent.token)).body.status).toBe(
-      'online',
-    );
-    const history = await api<{ items: CallBody[] }>('GET', '/v1/calls', agent.token);
-    expect(history.body.items.map((c) => c.id)).toEqual([second.id, first.id]);
+  beforeAll(async () => {
+    t = await createTestApp(CALLS_ENV);
+    inst = await listenCalls(t);
+  });
+  afterAll(async () => {
+    for (const c of clients) c.terminate();
+    await t?.close();
   });
 
-  it('ends a call nobody answers as missed (ring timeout) and one nobody takes as missed (queue timeout)', async () => {
-    const agent = await newAgent();
-    const shopper = await t.login();
-    await setAvailability(agent.token, 'online');
-    const rung = await startCall(shopper.token);
-    expect(rung).toMatchObject({ status: 'ringing', agentId: agent.id });
-    expect(await t.calls.expireDue()).toBe(0);
-    expect(await t.calls.expireDue(Date.now() + t.config.CALL_RING_TIMEOUT_MS + 1000)).toBe(1);
-    expect(await getCall(shopper.token, rung.id)).toMatchObject({
-      status: 'missed',
-      endReason: 'ring_timeout',
-      endedBy: null,
-    });
-    expect(await t.calls.availability({ id: agent.id, roles: ['agent'], displayName: '' })).toBe('online');
+  const auth = (token: string) => ({ authorization: `Bearer ${token}` });
 
-    await setAvailability(agent.token, 'away');
-    const waiting = await startCall(shopper.token);
-    expect(waiting.status).toBe('initiated');
-    await t.calls.expireDue(Date.now() + t.config.CALL_QUEUE_TIMEOUT_MS + 1000);
-    expect(await getCall(shopper.token, waiting.id)).toMatchObject({
-      status: 'missed',
-      endReason: 'queue_timeout',
+  async function api<T = CallBody>(
+    method: 'GET' | 'POST' | 'PUT',
+    url: string,
+    token: string,
+    payload?: unknown,
+  ): Promise<{ status: number; body: T & { code?: string } }> {
+    const res = await t.app.inject({ method, url, headers: auth(token), ...(payload ? { payload } : {}) });
+    return { status: res.statusCode, body: res.json() };
+  }
+
+  const startCall = async (token: string, payload: unknown = { type: 'support' }) => {
+    const res = await api<{ call: CallBody; iceServers: unknown[] }>('POST', '/v1/calls', token, payload);
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    return res.body.call;
+  };
+  const getCall = async (token: string, id: string) => (await api('GET', `/v1/calls/${id}`, token)).body;
+  const setAvailability = async (token: string, status: string) =>
+    api<{ status: string }>('PUT', '/v1/calls/availability', token, { status });
+
+  const connect = async (token: string) => {
+    const c = await WsClient.connect(inst.base, { token });
+    clients.push(c);
+    return c;
+  };
+
+  /** Every agent this suite made goes away, so calls of one test do not ring another's agent. */
+  const agents: Array<{ token: string }> = [];
+  const newAgent = async () => {
+    for (const a of agents) await setAvailability(a.token, 'away');
+    const agent = await t.login(['agent']);
+    agents.push(agent);
+    return agent;
+  };
+
+  async function routerCount(): Promise<number> {
+    let n = 0;
+    for (const worker of t.media!.sfu.pool.list()) n += (await worker.dump()).routerIds.length;
+    return n;
+  }
+
+  describe('lifecycle', () => {
+    it('queues support calls with their position and rings the longest-idle agent once one is online', async () => {
+      const agent = await newAgent();
+      const shopper1 = await t.login();
+      const shopper2 = await t.login();
+      const first = await startCall(shopper1.token, {
+        type: 'support',
+        context: { streamId: 'a7Kq2ZpX9b', cart: [{ skuId: crypto.randomUUID(), quantity: 2 }] },
+      });
+      const second = await startCall(shopper2.token);
+      expect(first).toMatchObject({ status: 'initiated', agentId: null, queuePosition: 1 });
+      expect(second).toMatchObject({ status: 'initiated', queuePosition: 2 });
+
+      const caller2 = await connect(shopper2.token);
+      await caller2.request('join', { room: `call:${second.id}` });
+      const agentWs = await connect(agent.token);
+      await agentWs.request('join', { room: `agent:${agent.id}` });
+
+      expect((await setAvailability(agent.token, 'online')).body.status).toBe('busy');
+      const [ringing] = await agentWs.waitForEvents(`agent:${agent.id}`, 1, 20_000, 'call.ringing');
+      expect(ringing!.d).toMatchObject({ call: { id: first.id, status: 'ringing', agentId: agent.id } });
+      const [queued] = await caller2.waitForEvents(`call:${second.id}`, 1, 20_000, 'call.queued');
+      expect(queued!.d).toEqual({ callId: second.id, position: 1 });
+      expect(await getCall(shopper2.token, second.id)).toMatchObject({
+        status: 'initiated',
+        queuePosition: 1,
+      });
+
+      const answered = await api<{ call: CallBody }>('POST', `/v1/calls/${first.id}/answer`, agent.token);
+      expect(answered.body.call.status).toBe('active');
+      const hung = await api('POST', `/v1/calls/${first.id}/hangup`, agent.token);
+      expect(hung.body).toMatchObject({ status: 'ended', endedBy: agent.id, endReason: 'hangup' });
+      expect(hung.body.durationMs).toBeGreaterThanOrEqual(0);
+
+      // The agent is free again and takes the next waiting call.
+      const updated = await caller2.waitFor(
+        (f) => f.t === 'event' && f.room === `call:${second.id}` && f.e === 'call.updated',
+      );
+      expect(updated.d).toMatchObject({ call: { id: second.id, status: 'ringing', agentId: agent.id } });
+      await api('POST', `/v1/calls/${second.id}/hangup`, shopper2.token);
+      expect(await getCall(shopper2.token, second.id)).toMatchObject({
+        status: 'ended',
+        endReason: 'cancelled',
+        endedBy: shopper2.id,
+      });
+      expect((await api<{ status: string }>('GET', '/v1/calls/availability', agent.token)).body.status).toBe(
+        'online',
+      );
+      const history = await api<{ items: CallBody[] }>('GET', '/v1/calls', agent.token);
+      expect(history.body.items.map((c) => c.id)).toEqual([second.id, first.id]);
     });
-    // A missed call left the queue: an agent coming online is not rung for it.
-    await setAvailability(agent.token, 'online');
-    expect(await getCall(shopper.token, waiting.id)).toMatchObject({ status: 'missed' });
+
+    it('ends a call nobody answers as missed (ring timeout) and one nobody takes as missed (queue timeout)', async () => {
+      const agent = await newAgent();
+      const shopper = await t.login();
+      await setAvailability(agent.token, 'online');
+      const rung = await startCall(shopper.token);
+      expect(rung).toMatchObject({ status: 'ringing', agentId: agent.id });
+      expect(await t.calls.expireDue()).toBe(0);
+      expect(await t.calls.expireDue(Date.now() + t.config.CALL_RING_TIMEOUT_MS + 1000)).toBe(1);
+      expect(await getCall(shopper.token, rung.id)).toMatchObject({
+        status: 'missed',
+        endReason: 'ring_timeout',
+        endedBy: null,
+      });
+      expect(await t.calls.availability({ id: agent.id, roles: ['agent'], displayName: '' })).toBe('online');
+
+      await setAvailability(agent.token, 'away');
+      const waiting = await startCall(shopper.token);
+      expect(waiting.status).toBe('initiated');
+      await t.calls.expireDue(Date.now() + t.config.CALL_QUEUE_TIMEOUT_MS + 1000);
+      expect(await getCall(shopper.token, waiting.id)).toMatchObject({
+        status: 'missed',
+        endReason: 'queue_timeout',
+      });
+      // A missed call left the queue: an agent coming online is not rung for it.
+      await setAvailability(agent.token, 'online');
+      expect(await getCall(shopper.token, waiting.id)).toMatchObject({ status: 'missed' });
+    });
+
+    it('lets the callee reject, and only the callee answer', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const stranger = await t.login();
+      const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
+      expect(call).toMatchObject({ status: 'ringing', agentId: streamer.id });
+      expect((await api('POST', `/v1/calls/${call.id}/answer`, shopper.token)).body.code).toBe(
+        'CALL_AGENT_ONLY',
+      );
+      expect((await api('POST', `/v1/calls/${call.id}/answer`, stranger.token)).body.code).toBe(
+        'CALL_NOT_FOUND',
+      );
+      expect((await api('GET', `/v1/calls/${call.id}`, stranger.token)).status).toBe(404);
+      const rejected = await api('POST', `/v1/calls/${call.id}/reject`, streamer.token);
+      expect(rejected.body).toMatchObject({
+        status: 'rejected',
+        endReason: 'rejected',
+        endedBy: streamer.id,
+      });
+      const late = await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
+      expect([late.status, late.body.code]).toEqual([409, 'CALL_STATE_INVALID']);
+      // Nobody can be called directly unless they take calls.
+      const viewer = await t.login();
+      const bad = await api('POST', '/v1/calls', shopper.token, {
+        type: 'consultation',
+        calleeId: viewer.id,
+      });
+      expect([bad.status, bad.body.code]).toEqual([400, 'CALL_CALLEE_INVALID']);
+      const badType = await api('POST', '/v1/calls', shopper.token, { type: 'video' });
+      expect([badType.status, badType.body.code]).toEqual([400, 'VALIDATION_FAILED']);
+    });
+
+    it('lets the caller hang up an active call', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const call = await startCall(shopper.token, { type: 'consultation', calleeId: streamer.id });
+      await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
+      const hung = await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
+      expect(hung.body).toMatchObject({ status: 'ended', endReason: 'hangup', endedBy: shopper.id });
+      const again = await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
+      expect(again.body.code).toBe('CALL_STATE_INVALID');
+    });
+
+    it('ends the call when a participant’s socket closes and they do not come back', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
+      await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
+      const agentWs = await connect(streamer.token);
+      await agentWs.request('join', { room: `call:${call.id}` });
+      const callerWs = await connect(shopper.token);
+      await callerWs.request('join', { room: `call:${call.id}` });
+      await callerWs.request('call.join', { callId: call.id });
+      expect(await routerCount()).toBe(1);
+      callerWs.terminate();
+      const ended = await agentWs.waitFor(
+        (f) =>
+          f.t === 'event' && f.e === 'call.updated' && (f.d as { call: CallBody }).call.status === 'ended',
+        20_000,
+      );
+      expect((ended.d as { call: CallBody }).call).toMatchObject({
+        endReason: 'disconnected',
+        endedBy: shopper.id,
+      });
+      await until(async () => (await routerCount()) === 0, 10_000);
+    });
+
+    it('ends the calls of a worker that died with a reason, and new calls work on its replacement', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
+      await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
+      const ws = await connect(shopper.token);
+      await ws.request('join', { room: `call:${call.id}` });
+      await ws.request('call.join', { callId: call.id });
+      const [worker] = t.media!.sfu.pool.list();
+      process.kill(worker!.pid, 'SIGKILL');
+      const ended = await ws.waitFor(
+        (f) =>
+          f.t === 'event' && f.e === 'call.updated' && (f.d as { call: CallBody }).call.status === 'ended',
+        20_000,
+      );
+      expect((ended.d as { call: CallBody }).call).toMatchObject({
+        endReason: 'media_worker_died',
+        endedBy: null,
+      });
+      await until(() => t.media!.sfu.pool.list().some((w) => w.pid !== worker!.pid), 20_000);
+
+      const next = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
+      const joined = await ws.request<{ rtpCapabilities: { codecs: unknown[] } }>('call.join', {
+        callId: next.id,
+      });
+      expect(joined.rtpCapabilities.codecs.length).toBeGreaterThan(0);
+      await api('POST', `/v1/calls/${next.id}/hangup`, shopper.token);
+      await until(async () => (await routerCount()) === 0, 10_000);
+    });
   });
 
-  it('lets the callee reject, and only the callee answer', async () => {
-    const streamer = await t.login(['streamer']);
-    const shopper = await t.login();
-    const stranger = await t.login();
-    const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
-    expect(call).toMatchObject({ status: 'ringing', agentId: streamer.id });
-    expect((await api('POST', `/v1/calls/${call.id}/answer`, shopper.token)).body.code).toBe(
-      'CALL_AGENT_ONLY',
-    );
-    expect((await api('POST', `/v1/calls/${call.id}/answer`, stranger.token)).body.code).toBe(
-      'CALL_NOT_FOUND',
-    );
-    expect((await api('GET', `/v1/calls/${call.id}`, stranger.token)).status).toBe(404);
-    const rejected = await api('POST', `/v1/calls/${call.id}/reject`, streamer.token);
-    expect(rejected.body).toMatchObject({ status: 'rejected', endReason: 'rejected', endedBy: streamer.id });
-    const late = await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
-    expect([late.status, late.body.code]).toEqual([409, 'CALL_STATE_INVALID']);
-    // Nobody can be called directly unless they take calls.
-    const viewer = await t.login();
-    const bad = await api('POST', '/v1/calls', shopper.token, { type: 'consultation', calleeId: viewer.id });
-    expect([bad.status, bad.body.code]).toEqual([400, 'CALL_CALLEE_INVALID']);
-    const badType = await api('POST', '/v1/calls', shopper.token, { type: 'video' });
-    expect([badType.status, badType.body.code]).toEqual([400, 'VALIDATION_FAILED']);
-  });
+  describe('signaling', () => {
+    it('produces, consumes paused then resumed, mutes, restarts ICE; refuses bad ids, strangers and bad parameters; frees everything at the end', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const stranger = await t.login();
+      const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
+      const caller = await connect(shopper.token);
+      const agent = await connect(streamer.token);
+      const other = await connect(stranger.token);
+      const room = `call:${call.id}`;
+      await caller.request('join', { room });
+      await agent.request('join', { room });
+      expect(await wsCodeOf(other.request('join', { room }))).toBe('ROOM_FORBIDDEN');
+      expect(await wsCodeOf(other.request('call.join', { callId: call.id }))).toBe('CALL_NOT_FOUND');
+      expect(await wsCodeOf(caller.request('call.join', { callId: crypto.randomUUID() }))).toBe(
+        'CALL_NOT_FOUND',
+      );
 
-  it('lets the caller hang up an active call', async () => {
-    const streamer = await t.login(['streamer']);
-    const shopper = await t.login();
-    const call = await startCall(shopper.token, { type: 'consultation', calleeId: streamer.id });
-    await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
-    const hung = await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
-    expect(hung.body).toMatchObject({ status: 'ended', endReason: 'hangup', endedBy: shopper.id });
-    const again = await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
-    expect(again.body.code).toBe('CALL_STATE_INVALID');
-  });
+      const joined = await caller.request<{
+        rtpCapabilities: { codecs: Array<{ mimeType: string }> };
+        iceServers: unknown[];
+      }>('call.join', { callId: call.id });
+      const mimeTypes = joined.rtpCapabilities.codecs.map((c) => c.mimeType);
+      expect(mimeTypes).toEqual(expect.arrayContaining(['audio/opus', 'video/VP8', 'video/H264']));
+      expect(joined.iceServers).toEqual([]);
 
-  it('ends the call when a participant’s socket closes and they do not come back', async () => {
-    const streamer = await t.login(['streamer']);
-    const shopper = await t.login();
-    const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
-    await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
-    const agentWs = await connect(streamer.token);
-    await agentWs.request('join', { room: `call:${call.id}` });
-    const callerWs = await connect(shopper.token);
-    await callerWs.request('join', { room: `call:${call.id}` });
-    await callerWs.request('call.join', { callId: call.id });
-    expect(await routerCount()).toBe(1);
-    callerWs.terminate();
-    const ended = await agentWs.waitFor(
-      (f) =>
-        f.t === 'event' && f.e === 'call.updated' && (f.d as { call: CallBody }).call.status === 'ended',
-      20_000,
-    );
-    expect((ended.d as { call: CallBody }).call).toMatchObject({
-      endReason: 'disconnected',
-      endedBy: shopper.id,
-    });
-    await until(async () => (await routerCount()) === 0, 10_000);
-  });
-
-  it('ends the calls of a worker that died with a reason, and new calls work on its replacement', async () => {
-    const streamer = await t.login(['streamer']);
-    const shopper = await t.login();
-    const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
-    await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
-    const ws = await connect(shopper.token);
-    await ws.request('join', { room: `call:${call.id}` });
-    await ws.request('call.join', { callId: call.id });
-    const [worker] = t.media!.sfu.pool.list();
-    process.kill(worker!.pid, 'SIGKILL');
-    const ended = await ws.waitFor(
-      (f) =>
-        f.t === 'event' && f.e === 'call.updated' && (f.d as { call: CallBody }).call.status === 'ended',
-      20_000,
-    );
-    expect((ended.d as { call: CallBody }).call).toMatchObject({
-      endReason: 'media_worker_died',
-      endedBy: null,
-    });
-    await until(() => t.media!.sfu.pool.list().some((w) => w.pid !== worker!.pid), 20_000);
-
-    const next = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
-    const joined = await ws.request<{ rtpCapabilities: { codecs: unknown[] } }>('call.join', {
-      callId: next.id,
-    });
-    expect(joined.rtpCapabilities.codecs.length).toBeGreaterThan(0);
-    await api('POST', `/v1/calls/${next.id}/hangup`, shopper.token);
-    await until(async () => (await routerCount()) === 0, 10_000);
-  });
-});
-
-describe('signaling', () => {
-  it('produces, consumes paused then resumed, mutes, restarts ICE; refuses bad ids, strangers and bad parameters; frees everything at the end', async () => {
-    const streamer = await t.login(['streamer']);
-    const shopper = await t.login();
-    const stranger = await t.login();
-    const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
-    const caller = await connect(shopper.token);
-    const agent = await connect(streamer.token);
-    const other = await connect(stranger.token);
-    const room = `call:${call.id}`;
-    await caller.request('join', { room });
-    await agent.request('join', { room });
-    expect(await wsCodeOf(other.request('join', { room }))).toBe('ROOM_FORBIDDEN');
-    expect(await wsCodeOf(other.request('call.join', { callId: call.id }))).toBe('CALL_NOT_FOUND');
-    expect(await wsCodeOf(caller.request('call.join', { callId: crypto.randomUUID() }))).toBe(
-      'CALL_NOT_FOUND',
-    );
-
-    const joined = await caller.request<{
-      rtpCapabilities: { codecs: Array<{ mimeType: string }> };
-      iceServers: unknown[];
-    }>('call.join', { callId: call.id });
-    const mimeTypes = joined.rtpCapabilities.codecs.map((c) => c.mimeType);
-    expect(mimeTypes).toEqual(expect.arrayContaining(['audio/opus', 'video/VP8', 'video/H264']));
-    expect(joined.iceServers).toEqual([]);
-
-    type Transport = {
-      id: string;
-      iceParameters: { usernameFragment: string };
-      iceCandidates: Array<{ ip?: string; address?: string }>;
-    };
-    const send = await caller.request<Transport>('call.createTransport', {
-      callId: call.id,
-      direction: 'send',
-    });
-    expect(send.iceCandidates.length).toBeGreaterThan(0);
-    expect(send.iceCandidates.every((c) => (c.address ?? c.ip) === '127.0.0.1')).toBe(true);
-    await caller.request('call.connectTransport', {
-      callId: call.id,
-      transportId: send.id,
-      dtlsParameters: CLIENT_DTLS,
-    });
-
-    // Bad input: unknown transport, another participant's transport, malformed parameters.
-    const agentRecv = await agent.request<Transport>('call.createTransport', {
-      callId: call.id,
-      direction: 'recv',
-    });
-    const fakeId = crypto.randomUUID();
-    expect(
-      await wsCodeOf(
-        caller.request('call.produce', {
-          callId: call.id,
-          transportId: fakeId,
-          kind: 'video',
-          rtpParameters: vp8RtpParameters(),
-        }),
-      ),
-    ).toBe('CALL_TRANSPORT_NOT_FOUND');
-    expect(
-      await wsCodeOf(
-        caller.request('call.produce', {
-          callId: call.id,
-          transportId: agentRecv.id,
-          kind: 'video',
-          rtpParameters: vp8RtpParameters(),
-        }),
-      ),
-    ).toBe('CALL_TRANSPORT_NOT_FOUND');
-    expect(
-      await wsCodeOf(
-        caller.request('call.produce', {
-          callId: call.id,
-          transportId: send.id,
-          kind: 'video',
-          rtpParameters: { codecs: [{ mimeType: 'video/NOPE', payloadType: 300 }], encodings: [{ ssrc: 1 }] },
-        }),
-      ),
-    ).toBe('CALL_MEDIA_PARAMETERS_INVALID');
-    expect(
-      await wsCodeOf(
-        caller.request('call.produce', {
-          callId: call.id,
-          transportId: send.id,
-          kind: 'video',
-          rtpParameters: { codecs: [] },
-        }),
-      ),
-    ).toBe('VALIDATION_FAILED');
-    expect(
-      await wsCodeOf(
-        caller.request('call.connectTransport', {
-          callId: call.id,
-          transportId: send.id,
-          dtlsParameters: { fingerprints: [{ algorithm: 'md0', value: 'x' }] },
-        }),
-      ),
-    ).toBe('CALL_MEDIA_PARAMETERS_INVALID');
-
-    const video = await caller.request<{ id: string }>('call.produce', {
-      callId: call.id,
-      transportId: send.id,
-      kind: 'video',
-      rtpParameters: vp8RtpParameters(),
-    });
-    const audio = await caller.request<{ id: string }>('call.produce', {
-      callId: call.id,
-      transportId: send.id,
-      kind: 'audio',
-      rtpParameters: opusRtpParameters(),
-    });
-    const announced = await agent.waitForEvents(room, 2, 20_000, 'call.newProducer');
-    expect(announced.map((f) => f.d)).toEqual([
-      { producerId: video.id, userId: shopper.id, kind: 'video', paused: false },
-      { producerId: audio.id, userId: shopper.id, kind: 'audio', paused: false },
-    ]);
-    // A late joiner learns the producers from call.join.
-    const agentJoin = await agent.request<{ producers: Array<{ producerId: string }> }>('call.join', {
-      callId: call.id,
-    });
-    expect(agentJoin.producers.map((p) => p.producerId).sort()).toEqual([video.id, audio.id].sort());
-
-    const consumer = await agent.request<{
-      id: string;
-      paused: boolean;
-      kind: string;
-      rtpParameters: { codecs: Array<{ mimeType: string }> };
-    }>('call.consume', {
-      callId: call.id,
-      transportId: agentRecv.id,
-      producerId: video.id,
-      rtpCapabilities: joined.rtpCapabilities,
-    });
-    expect(consumer).toMatchObject({ paused: true, kind: 'video' });
-    expect(consumer.rtpParameters.codecs[0]!.mimeType).toBe('video/VP8');
-    expect(
-      await wsCodeOf(
-        agent.request('call.consume', {
-          callId: call.id,
-          transportId: agentRecv.id,
-          producerId: fakeId,
-          rtpCapabilities: joined.rtpCapabilities,
-        }),
-      ),
-    ).toBe('CALL_PRODUCER_NOT_FOUND');
-    expect(
-      await wsCodeOf(
-        agent.request('call.consume', {
-          callId: call.id,
-          transportId: agentRecv.id,
-          producerId: audio.id,
-          rtpCapabilities: {
-            codecs: [{ kind: 'video', mimeType: 'video/VP8', clockRate: 90000, preferredPayloadType: 96 }],
-          },
-        }),
-      ),
-    ).toBe('CALL_CANNOT_CONSUME');
-    expect(
-      await wsCodeOf(caller.request('call.resumeConsumer', { callId: call.id, consumerId: consumer.id })),
-    ).toBe('CALL_CONSUMER_NOT_FOUND');
-    await agent.request('call.resumeConsumer', { callId: call.id, consumerId: consumer.id });
-
-    expect(
-      await wsCodeOf(agent.request('call.pauseProducer', { callId: call.id, producerId: video.id })),
-    ).toBe('CALL_PRODUCER_NOT_FOUND');
-    await caller.request('call.pauseProducer', { callId: call.id, producerId: audio.id });
-    await caller.request('call.resumeProducer', { callId: call.id, producerId: audio.id });
-    const muted = await agent.waitForEvents(room, 1, 20_000, 'call.producerPaused');
-    expect(muted[0]!.d).toEqual({ producerId: audio.id, userId: shopper.id });
-    await agent.waitForEvents(room, 1, 20_000, 'call.producerResumed');
-
-    const restarted = await caller.request<{ iceParameters: { usernameFragment: string } }>(
-      'call.restartIce',
-      {
+      type Transport = {
+        id: string;
+        iceParameters: { usernameFragment: string };
+        iceCandidates: Array<{ ip?: string; address?: string }>;
+      };
+      const send = await caller.request<Transport>('call.createTransport', {
+        callId: call.id,
+        direction: 'send',
+      });
+      expect(send.iceCandidates.length).toBeGreaterThan(0);
+      expect(send.iceCandidates.every((c) => (c.address ?? c.ip) === '127.0.0.1')).toBe(true);
+      await caller.request('call.connectTransport', {
         callId: call.id,
         transportId: send.id,
-      },
-    );
-    expect(restarted.iceParameters.usernameFragment).not.toBe(send.iceParameters.usernameFragment);
+        dtlsParameters: CLIENT_DTLS,
+      });
 
-    const sfuCall = t.media!.sfu.get(call.id)!;
-    expect(sfuCall.counts()).toEqual({ peers: 2, transports: 2, producers: 2, consumers: 1 });
-    const dump = await sfuCall.router.dump();
-    expect(dump.transportIds).toHaveLength(2);
+      // Bad input: unknown transport, another participant's transport, malformed parameters.
+      const agentRecv = await agent.request<Transport>('call.createTransport', {
+        callId: call.id,
+        direction: 'recv',
+      });
+      const fakeId = crypto.randomUUID();
+      expect(
+        await wsCodeOf(
+          caller.request('call.produce', {
+            callId: call.id,
+            transportId: fakeId,
+            kind: 'video',
+            rtpParameters: vp8RtpParameters(),
+          }),
+        ),
+      ).toBe('CALL_TRANSPORT_NOT_FOUND');
+      expect(
+        await wsCodeOf(
+          caller.request('call.produce', {
+            callId: call.id,
+            transportId: agentRecv.id,
+            kind: 'video',
+            rtpParameters: vp8RtpParameters(),
+          }),
+        ),
+      ).toBe('CALL_TRANSPORT_NOT_FOUND');
+      expect(
+        await wsCodeOf(
+          caller.request('call.produce', {
+            callId: call.id,
+            transportId: send.id,
+            kind: 'video',
+            rtpParameters: {
+              codecs: [{ mimeType: 'video/NOPE', payloadType: 300 }],
+              encodings: [{ ssrc: 1 }],
+            },
+          }),
+        ),
+      ).toBe('CALL_MEDIA_PARAMETERS_INVALID');
+      expect(
+        await wsCodeOf(
+          caller.request('call.produce', {
+            callId: call.id,
+            transportId: send.id,
+            kind: 'video',
+            rtpParameters: { codecs: [] },
+          }),
+        ),
+      ).toBe('VALIDATION_FAILED');
+      expect(
+        await wsCodeOf(
+          caller.request('call.connectTransport', {
+            callId: call.id,
+            transportId: send.id,
+            dtlsParameters: { fingerprints: [{ algorithm: 'md0', value: 'x' }] },
+          }),
+        ),
+      ).toBe('CALL_MEDIA_PARAMETERS_INVALID');
 
-    // Leaving closes one's own transports (the consumer of the other's media goes with the producer).
-    await caller.request('call.leave', { callId: call.id });
-    await agent.waitForEvents(room, 2, 20_000, 'call.producerClosed');
-    expect(sfuCall.counts()).toEqual({ peers: 1, transports: 1, producers: 0, consumers: 0 });
+      const video = await caller.request<{ id: string }>('call.produce', {
+        callId: call.id,
+        transportId: send.id,
+        kind: 'video',
+        rtpParameters: vp8RtpParameters(),
+      });
+      const audio = await caller.request<{ id: string }>('call.produce', {
+        callId: call.id,
+        transportId: send.id,
+        kind: 'audio',
+        rtpParameters: opusRtpParameters(),
+      });
+      const announced = await agent.waitForEvents(room, 2, 20_000, 'call.newProducer');
+      expect(announced.map((f) => f.d)).toEqual([
+        { producerId: video.id, userId: shopper.id, kind: 'video', paused: false },
+        { producerId: audio.id, userId: shopper.id, kind: 'audio', paused: false },
+      ]);
+      // A late joiner learns the producers from call.join.
+      const agentJoin = await agent.request<{ producers: Array<{ producerId: string }> }>('call.join', {
+        callId: call.id,
+      });
+      expect(agentJoin.producers.map((p) => p.producerId).sort()).toEqual([video.id, audio.id].sort());
 
-    await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
-    expect(
-      await wsCodeOf(caller.request('call.createTransport', { callId: call.id, direction: 'send' })),
-    ).toBe('CALL_STATE_INVALID');
-    await until(async () => (await routerCount()) === 0, 10_000);
-    expect(t.media!.sfu.callIds()).toEqual([]);
-  });
-});
+      const consumer = await agent.request<{
+        id: string;
+        paused: boolean;
+        kind: string;
+        rtpParameters: { codecs: Array<{ mimeType: string }> };
+      }>('call.consume', {
+        callId: call.id,
+        transportId: agentRecv.id,
+        producerId: video.id,
+        rtpCapabilities: joined.rtpCapabilities,
+      });
+      expect(consumer).toMatchObject({ paused: true, kind: 'video' });
+      expect(consumer.rtpParameters.codecs[0]!.mimeType).toBe('video/VP8');
+      expect(
+        await wsCodeOf(
+          agent.request('call.consume', {
+            callId: call.id,
+            transportId: agentRecv.id,
+            producerId: fakeId,
+            rtpCapabilities: joined.rtpCapabilities,
+          }),
+        ),
+      ).toBe('CALL_PRODUCER_NOT_FOUND');
+      expect(
+        await wsCodeOf(
+          agent.request('call.consume', {
+            callId: call.id,
+            transportId: agentRecv.id,
+            producerId: audio.id,
+            rtpCapabilities: {
+              codecs: [{ kind: 'video', mimeType: 'video/VP8', clockRate: 90000, preferredPayloadType: 96 }],
+            },
+          }),
+        ),
+      ).toBe('CALL_CANNOT_CONSUME');
+      expect(
+        await wsCodeOf(caller.request('call.resumeConsumer', { callId: call.id, consumerId: consumer.id })),
+      ).toBe('CALL_CONSUMER_NOT_FOUND');
+      await agent.request('call.resumeConsumer', { callId: call.id, consumerId: consumer.id });
 
-describe('start-up', () => {
-  it('refuses to start with calls on and no worker, in one line naming the fix', async () => {
-    const config = loadConfig({
-      MEDIASOUP_WORKER_BIN: '/nonexistent/mediasoup-worker',
-      DATA_DIR: '/tmp/unused',
+      expect(
+        await wsCodeOf(agent.request('call.pauseProducer', { callId: call.id, producerId: video.id })),
+      ).toBe('CALL_PRODUCER_NOT_FOUND');
+      await caller.request('call.pauseProducer', { callId: call.id, producerId: audio.id });
+      await caller.request('call.resumeProducer', { callId: call.id, producerId: audio.id });
+      const muted = await agent.waitForEvents(room, 1, 20_000, 'call.producerPaused');
+      expect(muted[0]!.d).toEqual({ producerId: audio.id, userId: shopper.id });
+      await agent.waitForEvents(room, 1, 20_000, 'call.producerResumed');
+
+      const restarted = await caller.request<{ iceParameters: { usernameFragment: string } }>(
+        'call.restartIce',
+        {
+          callId: call.id,
+          transportId: send.id,
+        },
+      );
+      expect(restarted.iceParameters.usernameFragment).not.toBe(send.iceParameters.usernameFragment);
+
+      const sfuCall = t.media!.sfu.get(call.id)!;
+      expect(sfuCall.counts()).toEqual({ peers: 2, transports: 2, producers: 2, consumers: 1 });
+      const dump = await sfuCall.router.dump();
+      expect(dump.transportIds).toHaveLength(2);
+
+      // Leaving closes one's own transports (the consumer of the other's media goes with the producer).
+      await caller.request('call.leave', { callId: call.id });
+      await agent.waitForEvents(room, 2, 20_000, 'call.producerClosed');
+      expect(sfuCall.counts()).toEqual({ peers: 1, transports: 1, producers: 0, consumers: 0 });
+
+      await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
+      expect(
+        await wsCodeOf(caller.request('call.createTransport', { callId: call.id, direction: 'send' })),
+      ).toBe('CALL_STATE_INVALID');
+      await until(async () => (await routerCount()) === 0, 10_000);
+      expect(t.media!.sfu.callIds()).toEqual([]);
     });
-    const error = await startServer(config, t.app.log as never).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    expect(error).toBeInstanceOf(StartupError);
-    const message = (error as Error).message;
-    expect(message).not.toContain('\n');
-    expect(message).toMatch(
-      /no mediasoup worker binary.*npm run setup.*MEDIASOUP_WORKER_BIN.*CALLS_ENABLED=false/,
-    );
+  });
+
+  describe('start-up', () => {
+    it('refuses to start with calls on and no worker, in one line naming the fix', async () => {
+      const config = loadConfig({
+        MEDIASOUP_WORKER_BIN: '/nonexistent/mediasoup-worker',
+        DATA_DIR: '/tmp/unused',
+      });
+      const error = await startServer(config, t.app.log as never).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toBeInstanceOf(StartupError);
+      const message = (error as Error).message;
+      expect(message).not.toContain('\n');
+      expect(message).toMatch(
+        /no mediasoup worker binary.*npm run setup.*MEDIASOUP_WORKER_BIN.*CALLS_ENABLED=false/,
+      );
+    });
   });
 });

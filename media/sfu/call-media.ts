@@ -46,6 +46,26 @@ export interface ConsumerInfo {
   paused: boolean;
 }
 
+/** One RTP stream's numbers from mediasoup: a producer (`in`, from a participant) or a consumer (`out`). */
+export interface MediaStreamStats {
+  userId: string;
+  id: string;
+  direction: 'in' | 'out';
+  kind: types.MediaKind;
+  mimeType: string;
+  bytes: number;
+  packets: number;
+  packetsLost: number;
+  /** Bits per second, as measured by the worker. */
+  bitrate: number;
+  /** Jitter (RTP timestamp units) of received streams. */
+  jitter?: number;
+  /** Round trip time in ms, when RTCP reported one. */
+  roundTripTime?: number;
+  /** mediasoup's 0-10 quality score. */
+  score: number;
+}
+
 export interface CallMediaEvents {
   /** Something the call's room should hear (new producer, producer paused/closed). */
   notify: [event: string, data: Record<string, unknown>];
@@ -53,8 +73,25 @@ export interface CallMediaEvents {
   closed: [reason: 'ended' | 'workerDied'];
 }
 
+/** A server-side RTP endpoint (recording, tests, benchmarks): never created through signaling. */
+export interface PlainTransportInfo {
+  id: string;
+  ip: string;
+  port: number;
+  srtpParameters?: types.SrtpParameters;
+}
+
+export interface PlainTransportOptions {
+  /** Where to send RTP; absent: learn it from the first packet received (comedia). */
+  remote?: { ip: string; port: number };
+  /** SRTP (AES_CM_128_HMAC_SHA1_80) instead of plain RTP. */
+  srtp?: boolean;
+}
+
+type AnyTransport = types.WebRtcTransport | types.PlainTransport;
+
 interface Peer {
-  transports: Map<string, types.WebRtcTransport>;
+  transports: Map<string, AnyTransport>;
   producers: Map<string, types.Producer>;
   consumers: Map<string, types.Consumer>;
 }
@@ -133,8 +170,45 @@ export class CallMedia extends EventEmitter<CallMediaEvents> {
     };
   }
 
+  /**
+   * A PlainTransport for `userId` (an internal participant such as a
+   * recorder): it produces and consumes through the same checks as WebRTC
+   * ones. With `remote` it is connected at once (with its own SRTP keys when
+   * `srtp`, so a sink can decrypt with them).
+   */
+  async createPlainTransport(
+    userId: string,
+    options: PlainTransportOptions = {},
+  ): Promise<PlainTransportInfo> {
+    const peer = this.peer(userId);
+    if (peer.transports.size >= this.maxTransports)
+      throw new AppError('CALL_MEDIA_LIMIT', undefined, { transports: this.maxTransports });
+    const transport = await this.router.createPlainTransport({
+      listenInfo: { protocol: 'udp', ip: this.settings.listenIp },
+      rtcpMux: true,
+      comedia: !options.remote,
+      enableSrtp: options.srtp ?? false,
+      appData: { userId },
+    });
+    this.assertOpen();
+    peer.transports.set(transport.id, transport);
+    transport.observer.once('close', () => peer.transports.delete(transport.id));
+    if (options.remote)
+      await transport.connect({
+        ip: options.remote.ip,
+        port: options.remote.port,
+        ...(transport.srtpParameters ? { srtpParameters: transport.srtpParameters } : {}),
+      });
+    return {
+      id: transport.id,
+      ip: transport.tuple.localAddress ?? transport.tuple.localIp,
+      port: transport.tuple.localPort,
+      ...(transport.srtpParameters ? { srtpParameters: transport.srtpParameters } : {}),
+    };
+  }
+
   async connectTransport(userId: string, transportId: string, dtlsParameters: unknown): Promise<void> {
-    const transport = this.transport(userId, transportId);
+    const transport = this.webRtcTransport(userId, transportId);
     try {
       await transport.connect({ dtlsParameters: dtlsParameters as types.DtlsParameters });
     } catch (err) {
@@ -143,7 +217,7 @@ export class CallMedia extends EventEmitter<CallMediaEvents> {
   }
 
   async restartIce(userId: string, transportId: string): Promise<types.IceParameters> {
-    return this.transport(userId, transportId).restartIce();
+    return this.webRtcTransport(userId, transportId).restartIce();
   }
 
   async produce(
@@ -250,6 +324,57 @@ export class CallMedia extends EventEmitter<CallMediaEvents> {
     for (const transport of [...peer.transports.values()]) transport.close();
   }
 
+  /** The worker's numbers for every producer and consumer of the call. */
+  async stats(): Promise<MediaStreamStats[]> {
+    const out: MediaStreamStats[] = [];
+    const jobs: Array<Promise<void>> = [];
+    for (const [userId, peer] of this.peers) {
+      for (const producer of peer.producers.values())
+        jobs.push(
+          producer.getStats().then((entries) => {
+            for (const e of entries)
+              out.push({
+                userId,
+                id: producer.id,
+                direction: 'in',
+                kind: producer.kind,
+                mimeType: e.mimeType,
+                bytes: e.byteCount,
+                packets: e.packetCount,
+                packetsLost: e.packetsLost,
+                bitrate: e.bitrate,
+                jitter: e.jitter,
+                ...(e.roundTripTime !== undefined ? { roundTripTime: e.roundTripTime } : {}),
+                score: e.score,
+              });
+          }),
+        );
+      for (const consumer of peer.consumers.values())
+        jobs.push(
+          consumer.getStats().then((entries) => {
+            for (const e of entries)
+              if (e.type === 'outbound-rtp')
+                out.push({
+                  userId,
+                  id: consumer.id,
+                  direction: 'out',
+                  kind: consumer.kind,
+                  mimeType: e.mimeType,
+                  bytes: e.byteCount,
+                  packets: e.packetCount,
+                  packetsLost: e.packetsLost,
+                  bitrate: e.bitrate,
+                  ...(e.roundTripTime !== undefined ? { roundTripTime: e.roundTripTime } : {}),
+                  score: e.score,
+                });
+          }),
+        );
+    }
+    // A stream closing meanwhile is not an error: it just has no numbers any more.
+    await Promise.allSettled(jobs);
+    return out;
+  }
+
   /** Counts for stats and leak checks. */
   counts(): { peers: number; transports: number; producers: number; consumers: number } {
     let transports = 0;
@@ -283,10 +408,17 @@ export class CallMedia extends EventEmitter<CallMediaEvents> {
     return peer;
   }
 
-  private transport(userId: string, transportId: string): types.WebRtcTransport {
+  private transport(userId: string, transportId: string): AnyTransport {
     this.assertOpen();
     const transport = this.peers.get(userId)?.transports.get(transportId);
     if (!transport) throw new AppError('CALL_TRANSPORT_NOT_FOUND', undefined, { transportId });
+    return transport;
+  }
+
+  private webRtcTransport(userId: string, transportId: string): types.WebRtcTransport {
+    const transport = this.transport(userId, transportId);
+    if (transport.type !== 'webrtc')
+      throw new AppError('CALL_TRANSPORT_NOT_FOUND', undefined, { transportId });
     return transport;
   }
 

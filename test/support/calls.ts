@@ -1,4 +1,5 @@
 /** Shared fixtures of the call suites: instances that listen, RTP parameters as mediasoup-client sends them. */
+import { findWorkerBinary } from '../../media/sfu/worker-binary.js';
 import type { TestApp } from './app.js';
 
 export interface CallInstance {
@@ -68,3 +69,10 @@ export const CLIENT_DTLS = {
     },
   ],
 };
+
+/** Resolves when a mediasoup worker binary is available (see scripts/mediasoup-worker.sh). */
+export async function probeMediasoupWorker(): Promise<void> {
+  const lookup = findWorkerBinary(process.env.MEDIASOUP_WORKER_BIN);
+  if (!lookup.path)
+    throw new Error(`no mediasoup worker (looked at ${lookup.tried.join(', ')}); run npm run setup`);
+}
