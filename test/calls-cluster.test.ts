@@ -153,13 +153,13 @@ await describeWithService(
     });
 
     it('answers CALL_MEDIA_UNAVAILABLE while the owner is gone, then rebuilds the media once its claim lapses', async () => {
-      const { streamer, callId } = await newCall();
+      const { streamer, shopper, callId } = await newCall();
       // An instance claimed the call and died: its claim outlives it until the TTL.
       await one.t.engine.set(`{call:${callId}}:media-owner`, 'instance-that-died', { ttlMs: 2500 });
-      const agent = await connect(two, streamer.token);
-      expect(await wsCodeOf(agent.request('call.join', { callId }))).toBe('CALL_MEDIA_UNAVAILABLE');
+      const caller = await connect(two, shopper.token);
+      expect(await wsCodeOf(caller.request('call.join', { callId }))).toBe('CALL_MEDIA_UNAVAILABLE');
       await until(async () => (await one.t.engine.get(`{call:${callId}}:media-owner`)) === null, 10_000);
-      const joined = await agent.request<{ producers: unknown[] }>('call.join', { callId });
+      const joined = await caller.request<{ producers: unknown[] }>('call.join', { callId });
       expect(joined.producers).toEqual([]);
       expect(two.t.media!.sfu.callIds()).toEqual([callId]);
       await two.t.app.inject({

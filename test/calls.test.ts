@@ -284,6 +284,9 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
         'CALL_NOT_FOUND',
       );
 
+      // Before answering, the callee gets no media; the caller may set theirs up.
+      expect(await wsCodeOf(agent.request('call.join', { callId: call.id }))).toBe('CALL_STATE_INVALID');
+      await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
       const joined = await caller.request<{
         rtpCapabilities: { codecs: Array<{ mimeType: string }> };
         iceServers: unknown[];

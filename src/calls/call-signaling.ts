@@ -10,6 +10,7 @@
  */
 import { type TSchema, Type } from '@sinclair/typebox';
 import type { Gateway, RequestContext } from '../../signaling/gateway.js';
+import { AppError } from '../platform/errors.js';
 import type { CallMediaRelay, MediaOp } from './call-media-relay.js';
 import { CALL_STATUSES, type CallStatus } from './call-tables.js';
 import type { CallsLogger, CallsService } from './calls-service.js';
@@ -114,7 +115,7 @@ const MESSAGES = {
   },
 } as const;
 
-/** Media flows while the call rings (so it starts at once on answer) and while it is active. */
+/** Media is set up while the call rings (by the caller) and while it is active. */
 const MEDIA_STATUSES: readonly CallStatus[] = ['ringing', 'active'];
 
 export interface CallSignalingOptions {
@@ -157,7 +158,11 @@ export function registerCallsOnGateway(
           await calls.participantCall(user.id, d.callId, CALL_STATUSES);
           return relay.request(d.callId, user.id, { op: 'leave' });
         }
-        await calls.participantCall(user.id, d.callId, MEDIA_STATUSES);
+        const call = await calls.participantCall(user.id, d.callId, MEDIA_STATUSES);
+        // While it rings only the caller sets up media (so it flows at once on answer): the
+        // callee sees and hears nothing before answering.
+        if (call.status === 'ringing' && call.callerId !== user.id)
+          throw new AppError('CALL_STATE_INVALID', 'Answer the call first', { status: call.status });
         const result = await relay.request(d.callId, user.id, (message.op as (p: unknown) => MediaOp)(d));
         return type === 'call.join'
           ? { ...(result as object), iceServers: calls.iceServersFor(user.id) }
