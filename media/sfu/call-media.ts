@@ -173,8 +173,9 @@ export class CallMedia extends EventEmitter<CallMediaEvents> {
   /**
    * A PlainTransport for `userId` (an internal participant such as a
    * recorder): it produces and consumes through the same checks as WebRTC
-   * ones. With `remote` it is connected at once (with its own SRTP keys when
-   * `srtp`, so a sink can decrypt with them).
+   * ones. With `remote` it sends there at once; without, it learns the
+   * address from the first packet. With `srtp` the far end encrypts and
+   * decrypts with the keys in `srtpParameters`.
    */
   async createPlainTransport(
     userId: string,
@@ -193,10 +194,10 @@ export class CallMedia extends EventEmitter<CallMediaEvents> {
     this.assertOpen();
     peer.transports.set(transport.id, transport);
     transport.observer.once('close', () => peer.transports.delete(transport.id));
-    if (options.remote)
+    // The remote side uses this transport's own SRTP keys in both directions.
+    if (options.remote || transport.srtpParameters)
       await transport.connect({
-        ip: options.remote.ip,
-        port: options.remote.port,
+        ...(options.remote ? { ip: options.remote.ip, port: options.remote.port } : {}),
         ...(transport.srtpParameters ? { srtpParameters: transport.srtpParameters } : {}),
       });
     return {

@@ -45,7 +45,7 @@ let loadedBinary: string | undefined;
  * mediasoup reads MEDIASOUP_WORKER_BIN once, when it is first imported: set it
  * before the import. One binary per process.
  */
-function loadMediasoup(binary: string): Promise<Mediasoup> {
+export function loadMediasoup(binary: string): Promise<Mediasoup> {
   if (loaded) {
     if (binary !== loadedBinary)
       throw new Error(`mediasoup is already loaded with worker ${loadedBinary}; cannot switch to ${binary}`);
