@@ -343,6 +343,12 @@ export const ConfigSchema = Type.Object(
       description:
         'How long a call signaling request forwarded to the instance hosting the call waits for its answer (CALL_MEDIA_UNAVAILABLE after).',
     }),
+    CALL_STATS_INTERVAL_MS: Type.Integer({
+      minimum: 1000,
+      default: 10000,
+      description:
+        "How often the instance hosting a call samples its media stats (bitrate, loss, jitter, RTT, score) into the call's quality summary.",
+    }),
     METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at /metrics.' }),
   },
   { additionalProperties: false },

@@ -13,6 +13,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { registerAuthHooks } from './auth/auth-hooks.js';
 import { authRoutes } from './auth/auth-routes.js';
+import { registerCallMetrics } from './calls/call-metrics.js';
 import { callRoutes } from './calls/call-routes.js';
 import { chatRoutes } from './chat/chat-routes.js';
 import { uploadRoutes } from './chat/upload-routes.js';
@@ -77,7 +78,11 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
     skipOnError: true,
   });
   registerAuthHooks(app, services.tokens);
-  if (config.METRICS_ENABLED) registerMetrics(app, createMetricsRegistry());
+  if (config.METRICS_ENABLED) {
+    const registry = createMetricsRegistry();
+    registerCallMetrics(registry, services);
+    registerMetrics(app, registry);
+  }
 
   registerHealthRoutes(app, [
     { name: 'db', kind: services.db.kind, check: () => services.db.check() },

@@ -12,6 +12,7 @@ import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
 import { AgentQueue } from './calls/agent-queue.js';
 import { CallMediaRelay } from './calls/call-media-relay.js';
+import { CallQuality, serverSample } from './calls/call-quality.js';
 import { registerCallsOnGateway } from './calls/call-signaling.js';
 import { CallsService, callRoom } from './calls/calls-service.js';
 import { iceServerOptionsFromConfig } from './calls/ice-servers.js';
@@ -65,7 +66,7 @@ export interface Services extends Adapters {
   /** Call lifecycle, agent availability and queue, history. */
   calls: CallsService;
   /** This instance's SFU and the signaling relay to the instance hosting each call; absent when CALLS_ENABLED=false. */
-  media?: { sfu: Sfu; relay: CallMediaRelay; unregister: () => void };
+  media?: { sfu: Sfu; relay: CallMediaRelay; quality: CallQuality; unregister: () => void };
 }
 
 /** The one line a start without a mediasoup worker fails with. */
@@ -193,7 +194,9 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
         .publish(callRoom(callId), event, data)
         .catch((err: unknown) => log.warn({ err, callId, event }, 'call media event publish failed'));
     });
-    const unregister = registerCallsOnGateway(gateway, calls, relay, {
+    const quality = new CallQuality(db);
+    calls.on('ended', (call) => quality.forget(call.id));
+    const unregister = registerCallsOnGateway(gateway, calls, relay, quality, {
       disconnectGraceMs: config.CALL_DISCONNECT_GRACE_MS,
       logger: log,
     });
@@ -205,7 +208,21 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
           .then((status) => (status === 'online' ? calls.queue.setStatus(change.userId, 'away') : undefined))
           .catch((err: unknown) => log.warn({ err }, 'agent availability update failed'));
     });
-    media = { sfu, relay, unregister };
+    media = { sfu, relay, quality, unregister };
+    // Quality samples of the calls whose media this instance hosts.
+    jobs.push(
+      new PeriodicJob(
+        'call-quality',
+        config.CALL_STATS_INTERVAL_MS,
+        async () => {
+          for (const callId of sfu.callIds()) {
+            const stats = await sfu.get(callId)?.stats();
+            if (stats?.length) await quality.record(callId, 'server', serverSample(stats));
+          }
+        },
+        options.logger,
+      ),
+    );
     // Ring and queue timeouts, on every instance (each call ends once).
     jobs.push(
       new PeriodicJob(

@@ -6,12 +6,13 @@
  * packets with the consumer's payload type and SSRC once resumed. Also:
  * routers spread over the workers, and closing calls leaves no router.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Sfu } from '../media/sfu/sfu.js';
 import { findWorkerBinary } from '../media/sfu/worker-binary.js';
-import { probeMediasoupWorker } from './support/calls.js';
+import { serverSample } from '../src/calls/call-quality.js';
+import { probeMediasoupWorker, sendVp8 } from './support/calls.js';
 import { describeWithService } from './support/real-services.js';
 import { until } from './support/ws-client.js';
 
@@ -82,37 +83,7 @@ await describeWithService('sfu (mediasoup worker)', probeMediasoupWorker, () => 
     const consumer = await media.consume('receiver', out.id, producer.id, media.rtpCapabilities);
     expect(consumer.paused).toBe(true);
 
-    ffmpeg = spawn(
-      'ffmpeg',
-      [
-        ...['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15'],
-        ...[
-          '-t',
-          '60',
-          '-an',
-          '-c:v',
-          'libvpx',
-          '-deadline',
-          'realtime',
-          '-cpu-used',
-          '8',
-          '-b:v',
-          '300k',
-          '-g',
-          '15',
-        ],
-        ...[
-          '-ssrc',
-          String(ssrc),
-          '-payload_type',
-          '101',
-          '-f',
-          'rtp',
-          `rtp://127.0.0.1:${ingest.port}?pkt_size=1200`,
-        ],
-      ],
-      { stdio: 'ignore' },
-    );
+    ffmpeg = sendVp8(ingest.port, ssrc);
     // The producer receives...
     const received = async () =>
       (await media.stats()).find((st) => st.id === producer.id && st.direction === 'in')?.bytes ?? 0;
@@ -134,6 +105,11 @@ await describeWithService('sfu (mediasoup worker)', probeMediasoupWorker, () => 
       mimeType: 'video/VP8',
     });
     expect(sent!.packets).toBeGreaterThan(0);
+    // The quality sample taken from these numbers.
+    const sample = serverSample(await media.stats());
+    expect(sample.bitrateKbps).toBeGreaterThan(0);
+    expect(sample.score).toBeGreaterThan(0);
+    expect(sample.packetLossPct).toBeGreaterThanOrEqual(0);
 
     // Consumers and producers go with their participant's transports, and the call's router with the call.
     media.leave('receiver');

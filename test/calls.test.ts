@@ -16,11 +16,18 @@ import {
   listenCalls,
   opusRtpParameters,
   probeMediasoupWorker,
+  sendVp8,
   vp8RtpParameters,
 } from './support/calls.js';
 import { wsCodeOf } from './support/failures.js';
 import { describeWithService } from './support/real-services.js';
 import { until, WsClient } from './support/ws-client.js';
+
+type Quality = {
+  server: Record<string, { avg: number; max: number; samples: number } | undefined>;
+  client: Record<string, { avg: number; max: number; samples: number } | undefined>;
+  resolution?: { width: number; height: number };
+};
 
 interface CallBody {
   id: string;
@@ -30,6 +37,7 @@ interface CallBody {
   endReason: string | null;
   queuePosition?: number;
   durationMs: number | null;
+  quality: Quality | null;
 }
 
 await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker, () => {
@@ -468,6 +476,64 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       ).toBe('CALL_STATE_INVALID');
       await until(async () => (await routerCount()) === 0, 10_000);
       expect(t.media!.sfu.callIds()).toEqual([]);
+    });
+  });
+
+  describe('quality', () => {
+    it('stores server samples and client reports with the call and shows them in /metrics', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
+      await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
+      const ws = await connect(shopper.token);
+      await ws.request('call.join', { callId: call.id });
+      // Real RTP into the call's router: a server-side participant fed by ffmpeg.
+      const media = t.media!.sfu.get(call.id)!;
+      const ingest = await media.createPlainTransport(shopper.id);
+      await media.produce(shopper.id, ingest.id, 'video', {
+        codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }],
+        encodings: [{ ssrc: 4242 }],
+      });
+      const ffmpeg = sendVp8(ingest.port, 4242);
+      try {
+        const job = t.jobs.find((j) => j.name === 'call-quality')!;
+        await until(async () => {
+          await job.runOnce();
+          const { quality } = await getCall(shopper.token, call.id);
+          return (quality?.server.bitrateKbps?.avg ?? 0) > 0;
+        }, 30_000);
+      } finally {
+        ffmpeg.kill('SIGKILL');
+      }
+      await ws.request('call.stats', {
+        callId: call.id,
+        rttMs: 40,
+        packetLossPct: 1,
+        fps: 15,
+        width: 320,
+        height: 240,
+      });
+      await ws.request('call.stats', { callId: call.id, rttMs: 60 });
+      expect(await wsCodeOf(ws.request('call.stats', { callId: call.id, packetLossPct: 150 }))).toBe(
+        'VALIDATION_FAILED',
+      );
+      const quality = (await getCall(shopper.token, call.id)).quality!;
+      expect(quality.client.rttMs).toEqual({ avg: 50, max: 60, samples: 2 });
+      expect(quality.client.fps).toEqual({ avg: 15, max: 15, samples: 1 });
+      expect(quality.resolution).toEqual({ width: 320, height: 240 });
+      expect(quality.server.score!.avg).toBeGreaterThan(0);
+
+      const metrics = async () => (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+      const before = await metrics();
+      expect(before).toMatch(/^calls_media_hosted 1$/m);
+      expect(before).toMatch(/^mediasoup_workers 1$/m);
+      expect(
+        Number(/^call_media_quality\{metric="bitrateKbps"\} ([\d.]+)$/m.exec(before)?.[1]),
+      ).toBeGreaterThan(0);
+      await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
+      expect(await metrics()).toMatch(/^calls_ended_total\{status="ended",reason="hangup"\} [1-9]\d*$/m);
+      // The ended call still shows its summary.
+      expect((await getCall(shopper.token, call.id)).quality!.server.bitrateKbps!.samples).toBeGreaterThan(0);
     });
   });
 

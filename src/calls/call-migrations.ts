@@ -42,4 +42,10 @@ export const callMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0401_calls_quality': {
+    async up(db: Kysely<unknown>) {
+      // Quality summary per source (server, client): count, sum and max of each metric.
+      await db.schema.alterTable('calls').addColumn('quality', 'jsonb').execute();
+    },
+  },
 };

@@ -33,6 +33,27 @@ export const CallContextSchema = Type.Object(
   { additionalProperties: false, description: 'What the shopper was looking at' },
 );
 
+const QualityStat = Type.Object(
+  { avg: Type.Number(), max: Type.Number(), samples: Type.Integer() },
+  { additionalProperties: false },
+);
+const QualityBySource = Type.Record(Type.String(), QualityStat, {
+  description:
+    'Per metric (bitrateKbps, packetLossPct, jitterMs, rttMs, score 0-10, fps): average, worst, samples',
+});
+const QualitySchema = Type.Object(
+  {
+    server: QualityBySource,
+    client: QualityBySource,
+    resolution: Type.Optional(Type.Object({ width: Type.Integer(), height: Type.Integer() })),
+    updatedAt: Type.Optional(DateTime),
+  },
+  {
+    additionalProperties: false,
+    description: 'From the SFU every CALL_STATS_INTERVAL_MS and from `call.stats` reports',
+  },
+);
+
 export const CallSchema = Type.Object(
   {
     id: Uuid,
@@ -53,6 +74,7 @@ export const CallSchema = Type.Object(
     queuePosition: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Place in the support queue while initiated' }),
     ),
+    quality: Type.Union([QualitySchema, Type.Null()]),
   },
   { $id: 'Call', additionalProperties: false },
 );

@@ -12,6 +12,7 @@ import { type TSchema, Type } from '@sinclair/typebox';
 import type { Gateway, RequestContext } from '../../signaling/gateway.js';
 import { AppError } from '../platform/errors.js';
 import type { CallMediaRelay, MediaOp } from './call-media-relay.js';
+import type { CallQuality } from './call-quality.js';
 import { CALL_STATUSES, type CallStatus } from './call-tables.js';
 import type { CallsLogger, CallsService } from './calls-service.js';
 
@@ -115,6 +116,22 @@ const MESSAGES = {
   },
 } as const;
 
+const Metric = (description: string, maximum: number) =>
+  Type.Optional(Type.Number({ minimum: 0, maximum, description }));
+const ClientStats = Type.Object(
+  {
+    callId: CallId,
+    bitrateKbps: Metric('Received bitrate', 1_000_000),
+    packetLossPct: Metric('Received packets lost, %', 100),
+    jitterMs: Metric('Jitter of received audio', 60_000),
+    rttMs: Metric('Round trip time (candidate pair)', 60_000),
+    fps: Metric('Frames decoded per second', 1000),
+    width: Type.Optional(Type.Integer({ minimum: 1, maximum: 16384 })),
+    height: Type.Optional(Type.Integer({ minimum: 1, maximum: 16384 })),
+  },
+  { additionalProperties: false },
+);
+
 /** Media is set up while the call rings (by the caller) and while it is active. */
 const MEDIA_STATUSES: readonly CallStatus[] = ['ringing', 'active'];
 
@@ -128,6 +145,7 @@ export function registerCallsOnGateway(
   gateway: Gateway,
   calls: CallsService,
   relay: CallMediaRelay,
+  quality: CallQuality,
   options: CallSignalingOptions,
 ): () => void {
   gateway.rooms.register(
@@ -171,6 +189,20 @@ export function registerCallsOnGateway(
       { auth: true },
     );
   }
+
+  // What the client's getStats saw, folded into the call's quality summary.
+  gateway.handle(
+    'call.stats',
+    ClientStats,
+    async (ctx, d) => {
+      const user = ctx.requireUser();
+      await calls.participantCall(user.id, d.callId, ['active']);
+      const { callId, width, height, ...sample } = d;
+      await quality.record(callId, 'client', sample, width && height ? { width, height } : undefined);
+      return {};
+    },
+    { auth: true },
+  );
 
   // Media of an ended call is released on whichever instance hosts it.
   const onEnded = (call: { id: string }) =>

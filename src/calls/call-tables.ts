@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { StoredQuality } from './call-quality.js';
 
 export const CALL_TYPES = ['support', 'sales', 'consultation'] as const;
 export type CallType = (typeof CALL_TYPES)[number];
@@ -52,6 +53,8 @@ export interface CallsTable {
   /** Who ended it (hung up, cancelled, rejected, disconnected); null when the server did (timeouts, media loss). */
   ended_by: string | null;
   end_reason: CallEndReason | null;
+  /** Quality summary (see call-quality.ts); null until the first sample. */
+  quality: ColumnType<StoredQuality | null, string | undefined, string>;
 }
 
 export interface CallTables {

@@ -17,6 +17,7 @@ import { type AuthUser, can } from '../auth/permissions.js';
 import type { Database } from '../database.js';
 import { AppError } from '../platform/errors.js';
 import type { AgentQueue, AgentStatus } from './agent-queue.js';
+import { type QualityView, qualityView } from './call-quality.js';
 import {
   type CallContext,
   type CallEndReason,
@@ -45,6 +46,8 @@ export interface CallView {
   durationMs: number | null;
   /** 1-based place in the support queue while waiting for a free agent. */
   queuePosition?: number;
+  /** Media quality so far (server samples and client reports); null before any. */
+  quality: QualityView | null;
 }
 
 export interface StartCallInput {
@@ -110,6 +113,7 @@ function toView(row: Row, queuePosition?: number): CallView {
     endedBy: row.ended_by,
     endReason: row.end_reason,
     durationMs: row.answered_at && row.ended_at ? row.ended_at.getTime() - row.answered_at.getTime() : null,
+    quality: qualityView(row.quality),
     ...(queuePosition !== undefined ? { queuePosition } : {}),
   };
 }

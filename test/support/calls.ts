@@ -1,4 +1,5 @@
 /** Shared fixtures of the call suites: instances that listen, RTP parameters as mediasoup-client sends them. */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { findWorkerBinary } from '../../media/sfu/worker-binary.js';
 import type { TestApp } from './app.js';
 
@@ -75,4 +76,18 @@ export async function probeMediasoupWorker(): Promise<void> {
   const lookup = findWorkerBinary(process.env.MEDIASOUP_WORKER_BIN);
   if (!lookup.path)
     throw new Error(`no mediasoup worker (looked at ${lookup.tried.join(', ')}); run npm run setup`);
+}
+
+/** ffmpeg sending a small VP8 test pattern as RTP (real time, up to a minute) to 127.0.0.1:port. */
+export function sendVp8(port: number, ssrc: number, payloadType = 101): ChildProcess {
+  return spawn(
+    'ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15'],
+      ...['-t', '60', '-an', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k'],
+      ...['-g', '15', '-ssrc', String(ssrc), '-payload_type', String(payloadType), '-f', 'rtp'],
+      `rtp://127.0.0.1:${port}?pkt_size=1200`,
+    ],
+    { stdio: 'ignore' },
+  );
 }
