@@ -106,6 +106,10 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
   await app.register(chatRoutes, { chat: services.chat });
   await app.register(uploadRoutes, { uploads: services.uploads });
   await app.register(liveRoutes, { liveStreams: services.liveStreams });
-  await app.register(callRoutes, { calls: services.calls, enabled: services.media !== undefined });
+  await app.register(callRoutes, {
+    calls: services.calls,
+    analytics: services.callAnalytics,
+    enabled: services.media !== undefined,
+  });
   return app;
 }

@@ -11,6 +11,7 @@ import { type JobLogger, PeriodicJob } from '../workers/periodic-job.js';
 import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
 import { AgentQueue } from './calls/agent-queue.js';
+import { CallAnalyticsService } from './calls/call-analytics.js';
 import { CallMediaRelay } from './calls/call-media-relay.js';
 import { CallQuality, serverSample } from './calls/call-quality.js';
 import { registerCallsOnGateway } from './calls/call-signaling.js';
@@ -65,6 +66,8 @@ export interface Services extends Adapters {
   gateway: Gateway;
   /** Call lifecycle, agent availability and queue, history. */
   calls: CallsService;
+  /** Call figures per agent and per type. */
+  callAnalytics: CallAnalyticsService;
   /** This instance's SFU and the signaling relay to the instance hosting each call; absent when CALLS_ENABLED=false. */
   media?: { sfu: Sfu; relay: CallMediaRelay; quality: CallQuality; unregister: () => void };
 }
@@ -237,6 +240,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     ...adapters,
     config,
     calls,
+    callAnalytics: new CallAnalyticsService(db),
     media,
     tokens,
     users,

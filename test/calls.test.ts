@@ -537,6 +537,56 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
     });
   });
 
+  describe('analytics', () => {
+    it('sums up each agent’s calls and outcomes, and answer rate and wait per type', async () => {
+      const agent = await t.login(['agent']);
+      const shopper = await t.login();
+      const admin = await t.login(['admin']);
+      const sales = async () =>
+        (await startCall(shopper.token, { type: 'consultation', calleeId: agent.id })).id;
+      const answered = await sales();
+      await api('POST', `/v1/calls/${answered}/answer`, agent.token);
+      await api('POST', `/v1/calls/${answered}/hangup`, shopper.token);
+      await api('POST', `/v1/calls/${await sales()}/reject`, agent.token);
+      const unanswered = await sales();
+      await t.calls.expireDue(Date.now() + t.config.CALL_RING_TIMEOUT_MS + 1000);
+      expect((await getCall(shopper.token, unanswered)).status).toBe('missed');
+
+      type Analytics = {
+        byAgent: Array<Record<string, unknown>>;
+        byType: Array<{
+          type: string;
+          calls: number;
+          answered: number;
+          answerRate: number;
+          avgWaitMs: number | null;
+        }>;
+      };
+      const own = (await api<Analytics>('GET', '/v1/calls/analytics', agent.token)).body;
+      expect(own.byAgent).toEqual([
+        {
+          agentId: agent.id,
+          calls: 3,
+          answered: 1,
+          missed: 1,
+          rejected: 1,
+          talkTimeMs: expect.any(Number),
+          avgDurationMs: expect.any(Number),
+          avgQualityScore: null,
+        },
+      ]);
+      expect(own.byType.find((r) => r.type === 'consultation')).toMatchObject({
+        calls: 3,
+        answered: 1,
+        answerRate: 0.33,
+        avgWaitMs: expect.any(Number),
+      });
+      const asAdmin = await api<Analytics>('GET', `/v1/calls/analytics?agentId=${agent.id}`, admin.token);
+      expect(asAdmin.body.byAgent).toEqual(own.byAgent);
+      expect((await api('GET', '/v1/calls/analytics', shopper.token)).status).toBe(403);
+    });
+  });
+
   describe('start-up', () => {
     it('refuses to start with calls on and no worker, in one line naming the fix', async () => {
       const config = loadConfig({

@@ -9,8 +9,11 @@ import type { FastifyInstance } from 'fastify';
 import { currentUser, requirePermission, requireUser } from '../auth/auth-hooks.js';
 import { AppError } from '../platform/errors.js';
 import { ErrorRef } from '../platform/http/openapi.js';
+import type { CallAnalyticsService } from './call-analytics.js';
 import {
   AvailabilitySchema,
+  CallAnalyticsQuerySchema,
+  CallAnalyticsSchema,
   CallHistoryQuery,
   CallParams,
   CallSchema,
@@ -25,11 +28,17 @@ const tags = ['calls'];
 
 export async function callRoutes(
   fastify: FastifyInstance,
-  opts: { calls: CallsService; enabled: boolean },
+  opts: { calls: CallsService; analytics: CallAnalyticsService; enabled: boolean },
 ): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const { calls } = opts;
-  for (const schema of [CallSchema, IceServerSchema, CallWithIceSchema, AvailabilitySchema])
+  const { calls, analytics } = opts;
+  for (const schema of [
+    CallSchema,
+    IceServerSchema,
+    CallWithIceSchema,
+    AvailabilitySchema,
+    CallAnalyticsSchema,
+  ])
     fastify.addSchema(schema);
   const CallRef = Type.Ref(CallSchema);
   const WithIceRef = Type.Ref(CallWithIceSchema);
@@ -105,6 +114,23 @@ export async function callRoutes(
       },
     },
     async (request) => ({ status: await calls.setAvailability(currentUser(request), request.body.status) }),
+  );
+
+  app.get(
+    '/v1/calls/analytics',
+    {
+      preHandler: requirePermission('calls:answer'),
+      schema: {
+        tags,
+        summary: 'Call analytics per agent and per type',
+        description:
+          'Calls created in [from, to): per agent calls, outcomes, talk time, average quality score; per type answer rate and average wait until answered. Admins see every agent (or `agentId`); an agent sees their own figures.',
+        security,
+        querystring: CallAnalyticsQuerySchema,
+        response: { 200: Type.Ref(CallAnalyticsSchema), ...errors },
+      },
+    },
+    async (request) => analytics.summary(currentUser(request), request.query),
   );
 
   app.get(

@@ -123,3 +123,42 @@ export const AvailabilitySchema = Type.Object(
   { status: Literals(AGENT_STATUSES, 'online: free for calls; busy: on a call; away') },
   { $id: 'AgentAvailability', additionalProperties: false },
 );
+
+export const CallAnalyticsQuerySchema = Type.Object(
+  {
+    from: Type.Optional(Type.String({ format: 'date-time', description: 'Default: 30 days before `to`' })),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'Default: now' })),
+    agentId: Type.Optional(Uuid),
+  },
+  { additionalProperties: false },
+);
+
+const NullableNumber = Type.Union([Type.Number(), Type.Null()]);
+export const CallAnalyticsSchema = Type.Object(
+  {
+    from: DateTime,
+    to: DateTime,
+    byAgent: Type.Array(
+      Type.Object({
+        agentId: Uuid,
+        calls: Type.Integer(),
+        answered: Type.Integer(),
+        missed: Type.Integer(),
+        rejected: Type.Integer(),
+        talkTimeMs: Type.Integer(),
+        avgDurationMs: NullableNumber,
+        avgQualityScore: Type.Union([Type.Number({ description: '0-10, from server samples' }), Type.Null()]),
+      }),
+    ),
+    byType: Type.Array(
+      Type.Object({
+        type: Literals(CALL_TYPES, 'Call type'),
+        calls: Type.Integer(),
+        answered: Type.Integer(),
+        answerRate: Type.Number(),
+        avgWaitMs: Type.Union([Type.Number({ description: 'Start to answer, answered calls' }), Type.Null()]),
+      }),
+    ),
+  },
+  { $id: 'CallAnalytics' },
+);
