@@ -203,12 +203,12 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
       disconnectGraceMs: config.CALL_DISCONNECT_GRACE_MS,
       logger: log,
     });
-    // An agent whose last connection closed cannot take calls.
+    // An agent whose last connection closed cannot take calls (nor become free after the current one).
     gateway.on('presence', (change) => {
       if (!change.online)
         void calls.queue
           .status(change.userId)
-          .then((status) => (status === 'online' ? calls.queue.setStatus(change.userId, 'away') : undefined))
+          .then((status) => (status !== 'away' ? calls.queue.setStatus(change.userId, 'away') : undefined))
           .catch((err: unknown) => log.warn({ err }, 'agent availability update failed'));
     });
     media = { sfu, relay, quality, unregister };

@@ -126,6 +126,8 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
 
       const answered = await api<{ call: CallBody }>('POST', `/v1/calls/${first.id}/answer`, agent.token);
       expect(answered.body.call.status).toBe('active');
+      // Going online in the middle of a call keeps the agent busy.
+      expect((await setAvailability(agent.token, 'online')).body.status).toBe('busy');
       const hung = await api('POST', `/v1/calls/${first.id}/hangup`, agent.token);
       expect(hung.body).toMatchObject({ status: 'ended', endedBy: agent.id, endReason: 'hangup' });
       expect(hung.body.durationMs).toBeGreaterThanOrEqual(0);
@@ -161,9 +163,9 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
         endReason: 'ring_timeout',
         endedBy: null,
       });
-      expect(await t.calls.availability({ id: agent.id, roles: ['agent'], displayName: '' })).toBe('online');
+      // An agent who let it ring out is set away, so the next call does not ring them again.
+      expect(await t.calls.availability({ id: agent.id, roles: ['agent'], displayName: '' })).toBe('away');
 
-      await setAvailability(agent.token, 'away');
       const waiting = await startCall(shopper.token);
       expect(waiting.status).toBe('initiated');
       await t.calls.expireDue(Date.now() + t.config.CALL_QUEUE_TIMEOUT_MS + 1000);
@@ -263,6 +265,9 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
         endedBy: null,
       });
       await until(() => t.media!.sfu.pool.list().some((w) => w.pid !== worker!.pid), 20_000);
+      expect((await t.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(
+        /^mediasoup_worker_deaths_total 1$/m,
+      );
 
       const next = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
       const joined = await ws.request<{ rtpCapabilities: { codecs: unknown[] } }>('call.join', {

@@ -32,10 +32,8 @@ export interface WorkerPoolOptions {
 }
 
 export interface WorkerPoolEvents {
-  /** A worker process died; its routers are closed already. */
+  /** A worker process died; its routers are closed already. A replacement follows. */
   workerDied: [pid: number, error: Error];
-  /** A replacement worker is up. */
-  workerSpawned: [pid: number];
 }
 
 let loaded: Promise<Mediasoup> | undefined;
@@ -140,16 +138,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     this.emit('workerDied', worker.pid, error);
     const respawn = () => {
       if (this.closed) return;
-      this.spawn().then(
-        () => {
-          const latest = this.workers.at(-1);
-          if (latest) this.emit('workerSpawned', latest.pid);
-        },
-        (err: unknown) => {
-          this.options.logger.error({ err }, 'mediasoup worker respawn failed; retrying');
-          setTimeout(respawn, this.respawnDelayMs * 4).unref();
-        },
-      );
+      this.spawn().catch((err: unknown) => {
+        this.options.logger.error({ err }, 'mediasoup worker respawn failed; retrying');
+        setTimeout(respawn, this.respawnDelayMs * 4).unref();
+      });
     };
     setTimeout(respawn, this.respawnDelayMs).unref();
   }

@@ -1,7 +1,7 @@
 /**
  * Call figures for /metrics: calls ended (by status and reason, counted by
  * the instance that ended them), calls whose media this instance hosts, its
- * running mediasoup workers, and the average of the latest quality sample
+ * running mediasoup workers and their deaths, and the average of the latest quality sample
  * over those calls (no per-call labels: cardinality stays bounded).
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -17,6 +17,12 @@ export function registerCallMetrics(registry: Registry, services: Pick<Services,
     registers: [registry],
   });
   calls.on('ended', (call) => ended.inc({ status: call.status, reason: call.endReason ?? 'unknown' }));
+  const deaths = new Counter({
+    name: 'mediasoup_worker_deaths_total',
+    help: 'mediasoup worker processes of this instance that died (each is replaced)',
+    registers: [registry],
+  });
+  media?.sfu.pool.on('workerDied', () => deaths.inc());
   new Gauge({
     name: 'calls_media_hosted',
     help: 'Calls whose router this instance hosts',

@@ -254,7 +254,11 @@ export class CallsService extends EventEmitter<CallsServiceEvents> {
     if (!row) return null;
     const view = toView(row);
     const wasQueued = await this.queue.dequeue(callId);
-    if (row.type === 'support' && row.agent_id) await this.queue.release(row.agent_id);
+    if (row.type === 'support' && row.agent_id) {
+      // An agent who let a call ring out is probably not at their desk: stop ringing them.
+      if (reason === 'ring_timeout') await this.queue.setStatus(row.agent_id, 'away');
+      else await this.queue.release(row.agent_id);
+    }
     this.emit('ended', view);
     await this.announce(view);
     if (wasQueued) await this.publishQueuePositions();
@@ -303,7 +307,17 @@ export class CallsService extends EventEmitter<CallsServiceEvents> {
 
   /** An agent goes online (and may get a waiting call at once), busy or away. */
   async setAvailability(user: AuthUser, status: AgentStatus): Promise<AgentStatus> {
-    await this.queue.setStatus(user.id, status);
+    // An agent with a support call ringing or running stays busy (online again when it ends).
+    const onCall =
+      status === 'online' &&
+      (await this.db
+        .selectFrom('calls')
+        .select('id')
+        .where('agent_id', '=', user.id)
+        .where('type', '=', 'support')
+        .where('status', 'in', ['ringing', 'active'])
+        .executeTakeFirst()) !== undefined;
+    await this.queue.setStatus(user.id, onCall ? 'busy' : status);
     if (status === 'online') await this.dispatch();
     return this.queue.status(user.id);
   }
