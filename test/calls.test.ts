@@ -592,6 +592,40 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
     });
   });
 
+  describe('api', () => {
+    it('documents the call routes in OpenAPI and answers CALLS_DISABLED when calls are off', async () => {
+      const doc = (await t.app.inject({ method: 'GET', url: '/docs/json' })).json() as {
+        paths: Record<string, unknown>;
+        tags: Array<{ name: string }>;
+      };
+      for (const path of [
+        '/v1/calls',
+        '/v1/calls/{id}',
+        '/v1/calls/{id}/answer',
+        '/v1/calls/{id}/reject',
+        '/v1/calls/{id}/hangup',
+        '/v1/calls/availability',
+        '/v1/calls/analytics',
+      ])
+        expect(doc.paths).toHaveProperty([path]);
+      expect(doc.tags.map((tag) => tag.name)).toContain('calls');
+      const off = await createTestApp({ CALLS_ENABLED: 'false' });
+      try {
+        const user = await off.login();
+        const res = await off.app.inject({
+          method: 'POST',
+          url: '/v1/calls',
+          headers: auth(user.token),
+          payload: { type: 'support' },
+        });
+        expect([res.statusCode, res.json().code]).toEqual([503, 'CALLS_DISABLED']);
+        expect(off.media).toBeUndefined();
+      } finally {
+        await off.close();
+      }
+    });
+  });
+
   describe('start-up', () => {
     it('refuses to start with calls on and no worker, in one line naming the fix', async () => {
       const config = loadConfig({
