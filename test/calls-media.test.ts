@@ -6,7 +6,7 @@
  * packets with the consumer's payload type and SSRC once resumed. Also:
  * routers spread over the workers, and closing calls leaves no router.
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Sfu } from '../media/sfu/sfu.js';
@@ -45,6 +45,14 @@ await describeWithService('sfu (mediasoup worker)', probeMediasoupWorker, () => 
     ffmpeg?.kill('SIGKILL');
     sink?.close();
     await sfu.close();
+  });
+
+  it('finds the worker scripts/mediasoup-worker.sh built, from its cache, without MEDIASOUP_WORKER_BIN', () => {
+    const { MEDIASOUP_WORKER_BIN: _set, ...env } = process.env;
+    // Cached: the script only prints the path (no build, no apt).
+    const printed = execFileSync('sh', ['scripts/mediasoup-worker.sh'], { env, encoding: 'utf8' }).trim();
+    expect(findWorkerBinary(undefined, env).path).toBe(printed);
+    expect(findWorkerBinary('/nonexistent/worker', env)).toEqual({ tried: ['/nonexistent/worker'] });
   });
 
   it('places each new router on the least-loaded worker and frees them all when calls close', async () => {
