@@ -199,10 +199,19 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     });
     const quality = new CallQuality(db);
     calls.on('ended', (call) => quality.forget(call.id));
-    const unregister = registerCallsOnGateway(gateway, calls, relay, quality, {
+    const { unregister, sweepAbandoned } = registerCallsOnGateway(gateway, calls, relay, quality, {
       disconnectGraceMs: config.CALL_DISCONNECT_GRACE_MS,
       logger: log,
     });
+    // Active calls whose participant is not in the call's room (their instance died, or they never joined).
+    jobs.push(
+      new PeriodicJob(
+        'call-abandoned',
+        Math.max(100, Math.floor(config.CALL_DISCONNECT_GRACE_MS / 2)),
+        () => sweepAbandoned(),
+        options.logger,
+      ),
+    );
     // An agent whose last connection closed cannot take calls (nor become free after the current one).
     gateway.on('presence', (change) => {
       if (!change.online)

@@ -245,6 +245,26 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       await until(async () => (await routerCount()) === 0, 10_000);
     });
 
+    it('ends an active call whose participant is not in its room (their instance died, or they never joined)', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id });
+      const callerWs = await connect(shopper.token);
+      await callerWs.request('join', { room: `call:${call.id}` });
+      await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
+      const job = t.jobs.find((j) => j.name === 'call-abandoned')!;
+      // The callee answered over HTTP and never joined: absent from the first sweep that sees the
+      // call (after the grace time since the answer), ended once absent for the grace time.
+      await until(async () => {
+        await job.runOnce();
+        return (await getCall(shopper.token, call.id)).status === 'ended';
+      }, 20_000);
+      expect(await getCall(shopper.token, call.id)).toMatchObject({
+        endReason: 'disconnected',
+        endedBy: streamer.id,
+      });
+    });
+
     it('ends the calls of a worker that died with a reason, and new calls work on its replacement', async () => {
       const streamer = await t.login(['streamer']);
       const shopper = await t.login();

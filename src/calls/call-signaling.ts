@@ -14,7 +14,7 @@ import { AppError } from '../platform/errors.js';
 import type { CallMediaRelay, MediaOp } from './call-media-relay.js';
 import type { CallQuality } from './call-quality.js';
 import { CALL_STATUSES, type CallStatus } from './call-tables.js';
-import type { CallsLogger, CallsService } from './calls-service.js';
+import { type CallsLogger, type CallsService, callRoom } from './calls-service.js';
 
 const Id = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' });
 const CallId = Type.String({ format: 'uuid' });
@@ -147,7 +147,7 @@ export function registerCallsOnGateway(
   relay: CallMediaRelay,
   quality: CallQuality,
   options: CallSignalingOptions,
-): () => void {
+): { unregister: () => void; sweepAbandoned: (now?: number) => Promise<number> } {
   gateway.rooms.register(
     'call',
     {
@@ -231,10 +231,40 @@ export function registerCallsOnGateway(
     timers.add(timer);
   };
   gateway.on('leave', onLeave);
-  return () => {
-    gateway.off('leave', onLeave);
-    calls.off('ended', onEnded);
-    for (const timer of timers) clearTimeout(timer);
-    timers.clear();
+
+  // The fallback for connections whose instance died (no `leave` fires anywhere): presence
+  // entries of a dead instance lapse, so a participant of an active call who is not in its
+  // room, as seen by this instance for longer than the grace time, is gone.
+  const absentSince = new Map<string, number>();
+  const sweepAbandoned = async (now = Date.now()): Promise<number> => {
+    const seen = new Set<string>();
+    let ended = 0;
+    for (const call of await calls.activeSince(new Date(now - options.disconnectGraceMs))) {
+      const present = new Set(await gateway.presence.occupants(callRoom(call.id)));
+      for (const userId of [call.callerId, call.agentId]) {
+        if (!userId || present.has(userId)) continue;
+        const key = `${call.id}:${userId}`;
+        seen.add(key);
+        const since = absentSince.get(key) ?? now;
+        absentSince.set(key, since);
+        if (
+          now - since >= options.disconnectGraceMs &&
+          (await calls.end(call.id, 'ended', 'disconnected', userId))
+        )
+          ended++;
+      }
+    }
+    for (const key of absentSince.keys()) if (!seen.has(key)) absentSince.delete(key);
+    return ended;
+  };
+
+  return {
+    sweepAbandoned,
+    unregister: () => {
+      gateway.off('leave', onLeave);
+      calls.off('ended', onEnded);
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+    },
   };
 }

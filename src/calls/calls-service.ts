@@ -288,6 +288,19 @@ export class CallsService extends EventEmitter<CallsServiceEvents> {
     return n;
   }
 
+  /** Active calls answered before `answeredBefore` (for the abandoned-call sweep). */
+  async activeSince(answeredBefore: Date, limit = 1000): Promise<CallView[]> {
+    const rows = await this.db
+      .selectFrom('calls')
+      .selectAll()
+      .where('status', '=', 'active')
+      .where('answered_at', '<=', answeredBefore)
+      .orderBy('answered_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => toView(r));
+  }
+
   /** A participant's calls, newest first, keyset-paged by `before` (createdAt of the last one seen). */
   async history(user: AuthUser, query: { limit?: number; before?: string }): Promise<CallView[]> {
     let q = this.db
