@@ -15,7 +15,8 @@
 # Export it before `npm ci` (mediasoup's postinstall then skips its download)
 # and at run time (the server reads MEDIASOUP_WORKER_BIN; see
 # docs/configuration.md). Build output goes to stderr, the path to stdout.
-# MS_FORCE=1 rebuilds. Installing the build packages needs root (or sudo).
+# MS_FORCE=1 rebuilds; --path prints the cache path without building.
+# Installing the build packages needs root (or sudo).
 # Adapted from the team's shared recipe (../shared/tools/build-mediasoup-worker.sh);
 # the cache key is the same, so either one reuses the other's build.
 set -eu
@@ -26,6 +27,8 @@ CACHE_DIR="${MEDIASOUP_WORKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mediasoup-w
 . /etc/os-release
 KEY="$MS_VERSION-$ID$VERSION_ID-$(uname -m)-shim2"
 BIN="$CACHE_DIR/mediasoup-worker-$KEY"
+# --path: where the cached worker is (or would be), without building.
+if [ "${1:-}" = "--path" ]; then echo "$BIN"; exit 0; fi
 if [ -x "$BIN" ] && [ "${MS_FORCE:-0}" = 0 ]; then
   echo "$BIN"; exit 0
 fi
