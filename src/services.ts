@@ -14,6 +14,7 @@ import { AgentQueue } from './calls/agent-queue.js';
 import { CallAnalyticsService } from './calls/call-analytics.js';
 import { CallMediaRelay } from './calls/call-media-relay.js';
 import { CallQuality, serverSample } from './calls/call-quality.js';
+import { CallRecorder } from './calls/call-recorder.js';
 import { registerCallsOnGateway } from './calls/call-signaling.js';
 import { CallsService, callRoom } from './calls/calls-service.js';
 import { iceServerOptionsFromConfig } from './calls/ice-servers.js';
@@ -69,7 +70,13 @@ export interface Services extends Adapters {
   /** Call figures per agent and per type. */
   callAnalytics: CallAnalyticsService;
   /** This instance's SFU and the signaling relay to the instance hosting each call; absent when CALLS_ENABLED=false. */
-  media?: { sfu: Sfu; relay: CallMediaRelay; quality: CallQuality; unregister: () => void };
+  media?: {
+    sfu: Sfu;
+    relay: CallMediaRelay;
+    quality: CallQuality;
+    recorder: CallRecorder;
+    unregister: () => void;
+  };
 }
 
 /** The one line a start without a mediasoup worker fails with. */
@@ -192,10 +199,28 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
         .end(callId, 'ended', 'media_worker_died', null)
         .catch((err: unknown) => log.error({ err, callId }, 'ending a call after its worker died failed'));
     });
+    const recorder = new CallRecorder({
+      db,
+      sfu,
+      objectStore: adapters.objectStore,
+      logger: log,
+      onRecorded: (callId, recordings) => {
+        gateway
+          .publish(callRoom(callId), 'call.recorded', { callId, recordings })
+          .catch((err: unknown) => log.warn({ err, callId }, 'call recording event publish failed'));
+      },
+    });
     sfu.on('notify', (callId, event, data) => {
       gateway
         .publish(callRoom(callId), event, data)
         .catch((err: unknown) => log.warn({ err, callId, event }, 'call media event publish failed'));
+      if (event === 'call.newProducer')
+        recorder
+          .onProducer(callId, data as { producerId: string; userId: string; kind: 'audio' | 'video' })
+          .catch((err: unknown) => log.error({ err, callId }, 'call recording failed to start'));
+    });
+    sfu.on('callClosed', (callId) => {
+      recorder.finish(callId).catch((err: unknown) => log.error({ err, callId }, 'call recording failed'));
     });
     const quality = new CallQuality(db);
     calls.on('ended', (call) => quality.forget(call.id));
@@ -220,7 +245,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
           .then((status) => (status !== 'away' ? calls.queue.setStatus(change.userId, 'away') : undefined))
           .catch((err: unknown) => log.warn({ err }, 'agent availability update failed'));
     });
-    media = { sfu, relay, quality, unregister };
+    media = { sfu, relay, quality, recorder, unregister };
     // Quality samples of the calls whose media this instance hosts.
     jobs.push(
       new PeriodicJob(
@@ -286,5 +311,6 @@ export async function stopServices(services: Services): Promise<void> {
     services.media.unregister();
     await services.media.relay.close();
     await services.media.sfu.close();
+    await services.media.recorder.close();
   }
 }

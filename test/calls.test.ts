@@ -5,6 +5,8 @@
  * killed worker, and the `call.*` signaling with bad input. After every
  * call ends, mediasoup's own dumps show no router left.
  */
+import { spawnSync } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/schema.js';
 import { StartupError, startServer } from '../src/server.js';
@@ -23,6 +25,12 @@ import { wsCodeOf } from './support/failures.js';
 import { describeWithService } from './support/real-services.js';
 import { until, WsClient } from './support/ws-client.js';
 
+async function streamToBuffer(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
 type Quality = {
   server: Record<string, { avg: number; max: number; samples: number } | undefined>;
   client: Record<string, { avg: number; max: number; samples: number } | undefined>;
@@ -38,6 +46,7 @@ interface CallBody {
   queuePosition?: number;
   durationMs: number | null;
   quality: Quality | null;
+  recordings: unknown[];
 }
 
 await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker, () => {
@@ -609,6 +618,60 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       const asAdmin = await api<Analytics>('GET', `/v1/calls/analytics?agentId=${agent.id}`, admin.token);
       expect(asAdmin.body.byAgent).toEqual(own.byAgent);
       expect((await api('GET', '/v1/calls/analytics', shopper.token)).status).toBe(403);
+    });
+  });
+
+  describe('recording', () => {
+    it('records each track of a call that asked for it and stores the files when it ends', async () => {
+      const streamer = await t.login(['streamer']);
+      const shopper = await t.login();
+      const call = await startCall(shopper.token, { type: 'sales', calleeId: streamer.id, record: true });
+      expect(call).toMatchObject({ record: true, recordings: [] });
+      const agentWs = await connect(streamer.token);
+      await agentWs.request('join', { room: `agent:${streamer.id}` });
+      await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
+      const ws = await connect(shopper.token);
+      await ws.request('join', { room: `call:${call.id}` });
+      await ws.request('call.join', { callId: call.id });
+      const media = t.media!.sfu.get(call.id)!;
+      const ingest = await media.createPlainTransport(shopper.id);
+      await media.produce(shopper.id, ingest.id, 'video', {
+        codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }],
+        encodings: [{ ssrc: 5151 }],
+      });
+      const ffmpeg = sendVp8(ingest.port, 5151);
+      try {
+        // The recorder's consumer is resumed and sending to its ffmpeg.
+        await until(async () => {
+          const sent = (await media.stats()).find((st) => st.userId === 'recorder' && st.direction === 'out');
+          return (sent?.bytes ?? 0) > 120_000;
+        }, 30_000);
+      } finally {
+        ffmpeg.kill('SIGKILL');
+      }
+      await api('POST', `/v1/calls/${call.id}/hangup`, shopper.token);
+      const recorded = await ws.waitFor((f) => f.t === 'event' && f.e === 'call.recorded', 30_000);
+      const recordings = (
+        recorded.d as { recordings: Array<{ key: string; kind: string; userId: string; bytes: number }> }
+      ).recordings;
+      expect(recordings).toHaveLength(1);
+      expect(recordings[0]).toMatchObject({ kind: 'video', userId: shopper.id });
+      expect((await getCall(shopper.token, call.id)).recordings).toEqual(recordings);
+      const stored = await t.objectStore.get(recordings[0]!.key);
+      expect(stored?.size).toBe(recordings[0]!.bytes);
+      // A real Matroska file with the VP8 track (the seconds the recorder saw).
+      const probe = spawnSync(
+        'ffprobe',
+        ['-v', 'error', '-show_entries', 'stream=codec_name:format=duration', '-of', 'json', '-i', 'pipe:0'],
+        { input: await streamToBuffer(stored!.body) },
+      );
+      const probed = JSON.parse(probe.stdout.toString()) as {
+        streams: Array<{ codec_name: string }>;
+        format: { duration?: string };
+      };
+      expect(probed.streams.map((st) => st.codec_name)).toEqual(['vp8']);
+      // Remuxed with its index: the duration is known.
+      expect(Number(probed.format.duration)).toBeGreaterThan(1);
     });
   });
 

@@ -15,6 +15,8 @@ export interface SfuEvents {
   mediaLost: [callId: string, reason: 'workerDied'];
   /** Forwarded from the call's media: an event for the call's room. */
   notify: [callId: string, event: string, data: Record<string, unknown>];
+  /** A call's router closed, for whatever reason. */
+  callClosed: [callId: string];
 }
 
 export class Sfu extends EventEmitter<SfuEvents> {
@@ -51,6 +53,7 @@ export class Sfu extends EventEmitter<SfuEvents> {
           media.on('notify', (event, data) => this.emit('notify', callId, event, data));
           media.once('closed', (reason) => {
             if (this.calls.get(callId) === media) this.calls.delete(callId);
+            this.emit('callClosed', callId);
             if (reason === 'workerDied') this.emit('mediaLost', callId, reason);
           });
           return media;

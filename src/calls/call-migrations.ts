@@ -48,4 +48,14 @@ export const callMigrations: Record<string, Migration> = {
       await db.schema.alterTable('calls').addColumn('quality', 'jsonb').execute();
     },
   },
+  '0402_calls_recording': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .alterTable('calls')
+        .addColumn('record', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+      // The stored files once the call is over: [{key, url, userId, kind, bytes}].
+      await db.schema.alterTable('calls').addColumn('recordings', 'jsonb').execute();
+    },
+  },
 };

@@ -75,6 +75,17 @@ export const CallSchema = Type.Object(
       Type.Integer({ minimum: 1, description: 'Place in the support queue while initiated' }),
     ),
     quality: Type.Union([QualitySchema, Type.Null()]),
+    record: Type.Boolean({ description: 'Recorded on the server (asked for by the caller)' }),
+    recordings: Type.Array(
+      Type.Object({
+        key: Type.String(),
+        url: Type.String({ description: 'Where the Matroska file of the track is' }),
+        userId: Uuid,
+        kind: Type.Union([Type.Literal('audio'), Type.Literal('video')]),
+        bytes: Type.Integer(),
+      }),
+      { description: 'One file per recorded track, listed once the call is over' },
+    ),
   },
   { $id: 'Call', additionalProperties: false },
 );
@@ -103,6 +114,9 @@ export const StartCallBody = Type.Object(
     type: Literals(CALL_TYPES, 'support goes to the queue; sales and consultation ring calleeId'),
     calleeId: Type.Optional(Uuid),
     context: Type.Optional(CallContextSchema),
+    record: Type.Optional(
+      Type.Boolean({ description: 'Record the call on the server; the callee sees it before answering' }),
+    ),
   },
   { additionalProperties: false },
 );

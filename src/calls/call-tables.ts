@@ -38,6 +38,15 @@ export interface CallContext {
   cart?: Array<{ skuId: string; quantity: number }>;
 }
 
+/** One recorded track of a call, stored in the ObjectStore. */
+export interface CallRecording {
+  key: string;
+  url: string;
+  userId: string;
+  kind: 'audio' | 'video';
+  bytes: number;
+}
+
 export interface CallsTable {
   id: string;
   type: CallType;
@@ -55,6 +64,9 @@ export interface CallsTable {
   end_reason: CallEndReason | null;
   /** Quality summary (see call-quality.ts); null until the first sample. */
   quality: ColumnType<StoredQuality | null, string | undefined, string>;
+  /** Recorded server-side (both parties see it on the call). */
+  record: Generated<boolean>;
+  recordings: ColumnType<CallRecording[] | null, string | undefined, string>;
 }
 
 export interface CallTables {

@@ -21,6 +21,7 @@ import { type QualityView, qualityView } from './call-quality.js';
 import {
   type CallContext,
   type CallEndReason,
+  type CallRecording,
   type CallStatus,
   type CallsTable,
   type CallType,
@@ -48,6 +49,10 @@ export interface CallView {
   queuePosition?: number;
   /** Media quality so far (server samples and client reports); null before any. */
   quality: QualityView | null;
+  /** The caller asked for a server-side recording (both parties see this). */
+  record: boolean;
+  /** The recorded tracks, once the call is over and they are stored. */
+  recordings: CallRecording[];
 }
 
 export interface StartCallInput {
@@ -55,6 +60,8 @@ export interface StartCallInput {
   /** Who to call (sales, consultation); support calls go to the queue. */
   calleeId?: string;
   context?: CallContext;
+  /** Record the call on the server (the callee sees it before answering). */
+  record?: boolean;
 }
 
 /** Where call events go; the realtime gateway satisfies it. */
@@ -114,6 +121,8 @@ function toView(row: Row, queuePosition?: number): CallView {
     endReason: row.end_reason,
     durationMs: row.answered_at && row.ended_at ? row.ended_at.getTime() - row.answered_at.getTime() : null,
     quality: qualityView(row.quality),
+    record: row.record,
+    recordings: row.recordings ?? [],
     ...(queuePosition !== undefined ? { queuePosition } : {}),
   };
 }
@@ -143,7 +152,14 @@ export class CallsService extends EventEmitter<CallsServiceEvents> {
         throw new AppError('CALL_CALLEE_INVALID', 'Support calls go to the next free agent');
       await this.db
         .insertInto('calls')
-        .values({ id, type: 'support', status: 'initiated', caller_id: user.id, context })
+        .values({
+          id,
+          type: 'support',
+          status: 'initiated',
+          caller_id: user.id,
+          context,
+          record: input.record ?? false,
+        })
         .execute();
       await this.queue.enqueue(id);
       await this.dispatch();
@@ -168,6 +184,7 @@ export class CallsService extends EventEmitter<CallsServiceEvents> {
         agent_id: calleeId,
         ringing_at: new Date(),
         context,
+        record: input.record ?? false,
       })
       .returningAll()
       .executeTakeFirstOrThrow()) as Row;
