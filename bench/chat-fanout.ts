@@ -50,22 +50,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TokenService } from '../src/auth/tokens.js';
 import { createTestDatabase } from '../test/support/postgres.js';
 import { startServerProcess } from '../test/support/server-process.js';
+import { cpuMs } from './_proc.js';
 
 const log = (msg: string) => process.stderr.write(`[chat-fanout] ${msg}\n`);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-
-/** utime and stime of a whole process (all threads), in ms. */
-function cpuMs(pid: number): { user: number; sys: number; total: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields after the name start at field 3 (state); utime is field 14, stime 15.
-  const user = (Number(fields[11]) * 1000) / CLK_TCK;
-  const sys = (Number(fields[12]) * 1000) / CLK_TCK;
-  return { user, sys, total: user + sys };
-}
 
 function rssKib(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

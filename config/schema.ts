@@ -320,6 +320,90 @@ export const ConfigSchema = Type.Object(
       default: 256,
       description: 'Most members a group conversation may have, its owner included.',
     }),
+    CALLS_ENABLED: Type.Boolean({
+      default: true,
+      description:
+        'Video calls (mediasoup SFU). When on, the server refuses to start without a mediasoup worker binary (see MEDIASOUP_WORKER_BIN); set false to run without calls.',
+    }),
+    MEDIASOUP_WORKER_BIN: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Path of the mediasoup-worker binary. Empty: the one mediasoup built into node_modules, else the one `npm run setup` (scripts/mediasoup-worker.sh) cached under ~/.cache/mediasoup-worker.',
+      }),
+    ),
+    MEDIASOUP_NUM_WORKERS: Type.Integer({
+      minimum: 0,
+      maximum: 256,
+      default: 0,
+      description: 'mediasoup worker processes per instance. 0: one per CPU core.',
+    }),
+    RTC_LISTEN_IP: Type.String({
+      minLength: 1,
+      default: '127.0.0.1',
+      description:
+        'IP the WebRTC transports listen on (UDP and TCP). Use 0.0.0.0 or the host IP with RTC_ANNOUNCED_ADDRESS in production.',
+    }),
+    RTC_ANNOUNCED_ADDRESS: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Public IP or host name put in ICE candidates when RTC_LISTEN_IP is not reachable by clients (NAT, containers). Empty: the listen IP.',
+      }),
+    ),
+    RTC_MIN_PORT: Port('Lowest UDP/TCP port of the WebRTC transports.', 40000),
+    RTC_MAX_PORT: Port('Highest UDP/TCP port of the WebRTC transports.', 49999),
+    STUN_URLS: Type.String({
+      default: '',
+      description:
+        'Comma-separated STUN URLs handed to call clients, e.g. stun:stun.example.com:3478. Empty: none.',
+    }),
+    TURN_URLS: Type.String({
+      default: '',
+      description:
+        'Comma-separated TURN URLs handed to call clients with short-lived credentials, e.g. turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349?transport=tcp. Needs TURN_SECRET.',
+    }),
+    TURN_SECRET: Type.Optional(
+      Type.String({
+        minLength: 16,
+        description:
+          "Secret shared with coturn's static-auth-secret (use-auth-secret): TURN credentials are minted by the TURN REST scheme (never logged).",
+      }),
+    ),
+    TURN_CREDENTIAL_TTL_SECONDS: Type.Integer({
+      minimum: 60,
+      maximum: 86400,
+      default: 3600,
+      description: 'Lifetime of the TURN credentials minted per call.',
+    }),
+    CALL_RING_TIMEOUT_MS: Type.Integer({
+      minimum: 1000,
+      default: 30000,
+      description: 'A ringing call nobody answers within this time ends as missed.',
+    }),
+    CALL_QUEUE_TIMEOUT_MS: Type.Integer({
+      minimum: 1000,
+      default: 120000,
+      description: 'A support call waiting in the queue for a free agent longer than this ends as missed.',
+    }),
+    CALL_DISCONNECT_GRACE_MS: Type.Integer({
+      minimum: 100,
+      default: 10000,
+      description:
+        "When a participant's WebSocket leaves the call's room (closed or dropped), the call ends after this time unless they rejoin.",
+    }),
+    CALL_SIGNALING_TIMEOUT_MS: Type.Integer({
+      minimum: 100,
+      default: 5000,
+      description:
+        'How long a call signaling request forwarded to the instance hosting the call waits for its answer (CALL_MEDIA_UNAVAILABLE after).',
+    }),
+    CALL_STATS_INTERVAL_MS: Type.Integer({
+      minimum: 1000,
+      default: 10000,
+      description:
+        "How often the instance hosting a call samples its media stats (bitrate, loss, jitter, RTT, score) into the call's quality summary.",
+    }),
     METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at /metrics.' }),
   },
   { additionalProperties: false },
@@ -333,7 +417,7 @@ export class ConfigError extends Error {
 }
 
 /** Variables that must never appear in logs or error messages. */
-export const SECRET_KEYS = ['S3_SECRET_ACCESS_KEY', 'JWT_SECRET', 'ADMIN_PASSWORD'] as const;
+export const SECRET_KEYS = ['S3_SECRET_ACCESS_KEY', 'JWT_SECRET', 'ADMIN_PASSWORD', 'TURN_SECRET'] as const;
 
 type PropertySchema = TSchema & { type?: string; default?: unknown; anyOf?: Array<{ const?: unknown }> };
 
@@ -405,6 +489,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   if (config.WS_MAX_PAYLOAD_BYTES < config.WS_MAX_MESSAGE_BYTES)
     throw new ConfigError('WS_MAX_PAYLOAD_BYTES must be at least WS_MAX_MESSAGE_BYTES');
+  if (config.TURN_URLS.trim() && !config.TURN_SECRET)
+    throw new ConfigError('TURN_URLS needs TURN_SECRET (the static-auth-secret shared with coturn)');
+  if (config.RTC_MIN_PORT > config.RTC_MAX_PORT)
+    throw new ConfigError('RTC_MIN_PORT must not be above RTC_MAX_PORT');
   return config;
 }
 

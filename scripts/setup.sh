@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command setup: checks Node, installs the system packages the media
 # parts need (Debian/Ubuntu via apt when run as root; otherwise says what to
-# install), installs npm dependencies and builds the server.
+# install), gets a mediasoup worker for video calls (built once and cached
+# outside the repository), installs npm dependencies and builds the server.
 #   npm run setup && npm start
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,19 @@ elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 else
   warn "missing ${missing[*]}: install with your package manager (Debian/Ubuntu: sudo apt-get install ${missing[*]}; macOS: brew install ${missing[*]})."
   warn "the server starts without them, but live streaming stays disabled until they are installed."
+fi
+
+# Video calls: mediasoup's install would download its worker from GitHub; get
+# one from the project's recipe instead (cached: the second run takes no time)
+# and export it first, so that mediasoup's postinstall skips the download.
+step "mediasoup worker (video calls)"
+if [ -n "${MEDIASOUP_WORKER_BIN:-}" ] && [ -x "$MEDIASOUP_WORKER_BIN" ]; then
+  echo "using MEDIASOUP_WORKER_BIN=$MEDIASOUP_WORKER_BIN"
+elif bin=$(sh scripts/mediasoup-worker.sh); then
+  export MEDIASOUP_WORKER_BIN="$bin"
+  echo "worker: $MEDIASOUP_WORKER_BIN (the server finds it there by itself)"
+else
+  warn "no mediasoup worker: video calls need one. Build it per mediasoup's docs and set MEDIASOUP_WORKER_BIN, or start the server with CALLS_ENABLED=false."
 fi
 
 step "Installing npm dependencies"

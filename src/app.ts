@@ -13,6 +13,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { registerAuthHooks } from './auth/auth-hooks.js';
 import { authRoutes } from './auth/auth-routes.js';
+import { callRoutes } from './calls/call-routes.js';
 import { chatRoutes } from './chat/chat-routes.js';
 import { uploadRoutes } from './chat/upload-routes.js';
 import { analyticsRoutes } from './commerce/analytics/analytics-routes.js';
@@ -102,5 +103,10 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
   await app.register(chatRoutes, { chat: services.chat });
   await app.register(uploadRoutes, { uploads: services.uploads });
   await app.register(liveRoutes, { liveStreams: services.liveStreams, analytics: services.streamAnalytics });
+  await app.register(callRoutes, {
+    calls: services.calls,
+    analytics: services.callAnalytics,
+    enabled: services.media !== undefined,
+  });
   return app;
 }

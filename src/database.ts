@@ -5,6 +5,8 @@
 import type { Migration } from 'kysely';
 import { authMigrations } from './auth/auth-migrations.js';
 import type { AuthTables } from './auth/auth-tables.js';
+import { callMigrations } from './calls/call-migrations.js';
+import type { CallTables } from './calls/call-tables.js';
 import { chatMigrations } from './chat/chat-migrations.js';
 import type { ChatTables } from './chat/chat-tables.js';
 import { catalogMigrations } from './commerce/catalog/catalog-migrations.js';
@@ -26,7 +28,8 @@ export type Database = AuthTables &
   OrderTables &
   FlashSaleTables &
   ChatTables &
-  LiveTables;
+  LiveTables &
+  CallTables;
 
 /** Names are globally ordered by their numeric prefix; a module never reuses another's number. */
 export const migrations: Record<string, Migration> = {
@@ -38,4 +41,5 @@ export const migrations: Record<string, Migration> = {
   ...flashSaleMigrations,
   ...chatMigrations,
   ...liveMigrations,
+  ...callMigrations,
 };

@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { type Config, ConfigError, loadConfig, publicBaseUrl } from '../config/schema.js';
 import { createIngestMetrics } from '../media/ingest-metrics.js';
 import { checkFfmpeg, LiveIngest } from '../media/live-ingest.js';
+import { findWorkerBinary } from '../media/sfu/worker-binary.js';
 import { buildApp } from './app.js';
 import { resolveJwtSecret } from './auth/tokens.js';
 import { type Database, migrations } from './database.js';
@@ -18,7 +19,7 @@ import type { Engine } from './platform/engine/engine.js';
 import { createLogger, type Logger } from './platform/logger.js';
 import { createObjectStore } from './platform/object-store/create-object-store.js';
 import type { ObjectStore } from './platform/object-store/object-store.js';
-import { createServices, startServices, stopServices } from './services.js';
+import { createServices, missingWorkerMessage, startServices, stopServices } from './services.js';
 import { VERSION } from './version.js';
 
 export interface RunningServer {
@@ -46,6 +47,11 @@ async function checkOrExplain(what: string, check: () => Promise<void>, fix: str
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
   const dataDir = resolve(config.DATA_DIR);
   mkdirSync(dataDir, { recursive: true });
+
+  if (config.CALLS_ENABLED) {
+    const worker = findWorkerBinary(config.MEDIASOUP_WORKER_BIN);
+    if (!worker.path) throw new StartupError(missingWorkerMessage(worker.tried));
+  }
 
   const closers: Array<() => Promise<void>> = [];
   // Each step gets a share of the shutdown budget: one that hangs is named in the log and
@@ -147,6 +153,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     closers.push(() => app.close());
     closers.push(() => services.gateway.close());
     services.gateway.attach(app.server);
+    const sfu = services.media?.sfu;
+    if (sfu)
+      await checkOrExplain(
+        'cannot start the mediasoup workers',
+        () => sfu.start(),
+        'Rebuild the worker with `MS_FORCE=1 sh scripts/mediasoup-worker.sh` or set CALLS_ENABLED=false.',
+      );
     await startServices(services);
     let ingest: LiveIngest | null = null;
     if (config.RTMP_ENABLED) {

@@ -4,12 +4,23 @@
  */
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
+import { Sfu } from '../media/sfu/sfu.js';
+import { findWorkerBinary } from '../media/sfu/worker-binary.js';
 import { Gateway, type GatewayLogger, gatewayOptionsFromConfig } from '../signaling/gateway.js';
 import { commerceExpiryJobs } from '../workers/commerce-expiry.js';
 import { recordingJobs } from '../workers/live-recordings.js';
 import { type JobLogger, PeriodicJob } from '../workers/periodic-job.js';
 import { TokenService } from './auth/tokens.js';
 import { UsersService } from './auth/users-service.js';
+import { AgentQueue } from './calls/agent-queue.js';
+import { CallAnalyticsService } from './calls/call-analytics.js';
+import { CallMediaRelay } from './calls/call-media-relay.js';
+import { registerCallMetrics } from './calls/call-metrics.js';
+import { CallQuality, serverSample } from './calls/call-quality.js';
+import { CallRecorder } from './calls/call-recorder.js';
+import { registerCallsOnGateway } from './calls/call-signaling.js';
+import { CallsService, callRoom } from './calls/calls-service.js';
+import { iceServerOptionsFromConfig } from './calls/ice-servers.js';
 import { registerChatOnGateway } from './chat/chat-gateway.js';
 import { ChatService } from './chat/chat-service.js';
 import { LiveChat, registerLiveChatOnGateway } from './chat/live-chat.js';
@@ -72,6 +83,23 @@ export interface Services extends Adapters {
    * the HTTP server.
    */
   gateway: Gateway;
+  /** Call lifecycle, agent availability and queue, history. */
+  calls: CallsService;
+  /** Call figures per agent and per type. */
+  callAnalytics: CallAnalyticsService;
+  /** This instance's SFU and the signaling relay to the instance hosting each call; absent when CALLS_ENABLED=false. */
+  media?: {
+    sfu: Sfu;
+    relay: CallMediaRelay;
+    quality: CallQuality;
+    recorder: CallRecorder;
+    unregister: () => void;
+  };
+}
+
+/** The one line a start without a mediasoup worker fails with. */
+export function missingWorkerMessage(tried: string[]): string {
+  return `video calls are enabled but no mediasoup worker binary was found${tried.length ? ` (looked at ${tried.join(', ')})` : ''}: run \`npm run setup\` (it builds one), or set MEDIASOUP_WORKER_BIN, or set CALLS_ENABLED=false`;
 }
 
 export interface CreateServicesOptions {
@@ -188,10 +216,123 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
       options.logger,
     ),
   );
+  const log = {
+    info: (obj: object, msg: string) => options.logger.info?.(obj, msg),
+    warn: (obj: object, msg: string) => options.logger.warn?.(obj, msg),
+    error: (obj: object, msg: string) => options.logger.error(obj, msg),
+  };
+  const calls = new CallsService(db, {
+    publisher: gateway,
+    queue: new AgentQueue(adapters.engine),
+    iceServers: iceServerOptionsFromConfig(config),
+    ringTimeoutMs: config.CALL_RING_TIMEOUT_MS,
+    queueTimeoutMs: config.CALL_QUEUE_TIMEOUT_MS,
+    logger: log,
+  });
+  let media: Services['media'];
+  if (config.CALLS_ENABLED) {
+    const lookup = findWorkerBinary(config.MEDIASOUP_WORKER_BIN);
+    if (!lookup.path) throw new Error(missingWorkerMessage(lookup.tried));
+    const sfu = new Sfu({
+      binary: lookup.path,
+      numWorkers: config.MEDIASOUP_NUM_WORKERS,
+      rtcMinPort: config.RTC_MIN_PORT,
+      rtcMaxPort: config.RTC_MAX_PORT,
+      logger: log,
+      transport: { listenIp: config.RTC_LISTEN_IP, announcedAddress: config.RTC_ANNOUNCED_ADDRESS },
+    });
+    const relay = new CallMediaRelay({
+      engine: adapters.engine,
+      sfu,
+      instanceId: gateway.instanceId,
+      timeoutMs: config.CALL_SIGNALING_TIMEOUT_MS,
+      logger: log,
+    });
+    sfu.on('mediaLost', (callId) => {
+      calls
+        .end(callId, 'ended', 'media_worker_died', null)
+        .catch((err: unknown) => log.error({ err, callId }, 'ending a call after its worker died failed'));
+    });
+    const recorder = new CallRecorder({
+      db,
+      sfu,
+      objectStore: adapters.objectStore,
+      logger: log,
+      onRecorded: (callId, recordings) => {
+        gateway
+          .publish(callRoom(callId), 'call.recorded', { callId, recordings })
+          .catch((err: unknown) => log.warn({ err, callId }, 'call recording event publish failed'));
+      },
+    });
+    sfu.on('notify', (callId, event, data) => {
+      gateway
+        .publish(callRoom(callId), event, data)
+        .catch((err: unknown) => log.warn({ err, callId, event }, 'call media event publish failed'));
+      if (event === 'call.newProducer')
+        recorder
+          .onProducer(callId, data as { producerId: string; userId: string; kind: 'audio' | 'video' })
+          .catch((err: unknown) => log.error({ err, callId }, 'call recording failed to start'));
+    });
+    sfu.on('callClosed', (callId) => {
+      recorder.finish(callId).catch((err: unknown) => log.error({ err, callId }, 'call recording failed'));
+    });
+    const quality = new CallQuality(db);
+    calls.on('ended', (call) => quality.forget(call.id));
+    const { unregister, sweepAbandoned } = registerCallsOnGateway(gateway, calls, relay, quality, {
+      disconnectGraceMs: config.CALL_DISCONNECT_GRACE_MS,
+      logger: log,
+    });
+    // Active calls whose participant is not in the call's room (their instance died, or they never joined).
+    jobs.push(
+      new PeriodicJob(
+        'call-abandoned',
+        Math.max(100, Math.floor(config.CALL_DISCONNECT_GRACE_MS / 2)),
+        () => sweepAbandoned(),
+        options.logger,
+      ),
+    );
+    // An agent whose last connection closed cannot take calls (nor become free after the current one).
+    gateway.on('presence', (change) => {
+      if (!change.online)
+        void calls.queue
+          .status(change.userId)
+          .then((status) => (status !== 'away' ? calls.queue.setStatus(change.userId, 'away') : undefined))
+          .catch((err: unknown) => log.warn({ err }, 'agent availability update failed'));
+    });
+    media = { sfu, relay, quality, recorder, unregister };
+    // Quality samples of the calls whose media this instance hosts.
+    jobs.push(
+      new PeriodicJob(
+        'call-quality',
+        config.CALL_STATS_INTERVAL_MS,
+        async () => {
+          for (const callId of sfu.callIds()) {
+            const stats = await sfu.get(callId)?.stats();
+            if (stats?.length) await quality.record(callId, 'server', serverSample(stats));
+          }
+        },
+        options.logger,
+      ),
+    );
+    // Ring and queue timeouts, on every instance (each call ends once).
+    jobs.push(
+      new PeriodicJob(
+        'call-timeouts',
+        Math.min(config.SWEEP_INTERVAL_MS, Math.floor(config.CALL_RING_TIMEOUT_MS / 4)),
+        () => calls.expireDue(),
+        options.logger,
+      ),
+    );
+  }
+  const metrics = createMetricsRegistry();
+  registerCallMetrics(metrics, { calls, media });
   return {
     ...adapters,
     config,
-    metrics: createMetricsRegistry(),
+    metrics,
+    calls,
+    callAnalytics: new CallAnalyticsService(db),
+    media,
     tokens,
     users,
     catalog,
@@ -216,6 +357,9 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
 /** Starts subscriptions and background jobs. */
 export async function startServices(services: Services): Promise<void> {
   await services.flashSales.start();
+  // Workers start now so that a broken worker binary stops the server at start, not at the first call.
+  await services.media?.sfu.start();
+  await services.media?.relay.start();
   for (const job of services.jobs) job.start();
   services.audience.start();
 }
@@ -227,4 +371,10 @@ export async function stopServices(services: Services): Promise<void> {
   await Promise.all(services.jobs.map((j) => j.stop()));
   await services.watchTime.flush();
   await services.flashSales.stop();
+  if (services.media) {
+    services.media.unregister();
+    await services.media.relay.close();
+    await services.media.sfu.close();
+    await services.media.recorder.close();
+  }
 }

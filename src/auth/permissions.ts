@@ -16,6 +16,8 @@ export const PERMISSIONS = {
   'chat:moderate': ['streamer', 'admin'],
   /** Take support calls and see caller context. */
   'calls:answer': ['agent', 'admin'],
+  /** See every agent's call analytics. */
+  'calls:read-any': ['admin'],
   /** Buy, chat, watch. Every signed-in user. */
   'shop:buy': ['viewer', 'streamer', 'agent', 'admin'],
   /** See and change other users and their roles. */

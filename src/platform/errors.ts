@@ -98,6 +98,22 @@ export const ErrorCatalogue = {
   // object store
   OBJECT_KEY_INVALID: { status: 400, message: 'Invalid object key' },
   RANGE_NOT_SATISFIABLE: { status: 416, message: 'Requested range not satisfiable' },
+  // calls
+  CALLS_DISABLED: { status: 503, message: 'Video calls are not enabled on this server' },
+  CALL_NOT_FOUND: { status: 404, message: 'No such call' },
+  CALL_STATE_INVALID: { status: 409, message: 'The call is not in a state that allows this' },
+  CALL_CALLEE_INVALID: { status: 400, message: 'This call type needs a callee who can take calls' },
+  CALL_AGENT_ONLY: { status: 403, message: 'Only the agent the call is ringing for may do this' },
+  CALL_TRANSPORT_NOT_FOUND: { status: 404, message: 'No such transport of yours in this call' },
+  CALL_PRODUCER_NOT_FOUND: { status: 404, message: 'No such producer in this call' },
+  CALL_CONSUMER_NOT_FOUND: { status: 404, message: 'No such consumer of yours in this call' },
+  CALL_MEDIA_PARAMETERS_INVALID: { status: 400, message: 'The media parameters were refused' },
+  CALL_CANNOT_CONSUME: { status: 409, message: 'Your device cannot receive this media' },
+  CALL_MEDIA_LIMIT: { status: 429, message: 'Too many transports or producers in this call' },
+  CALL_MEDIA_UNAVAILABLE: {
+    status: 503,
+    message: 'The server hosting this call did not answer; the call may have ended',
+  },
   // realtime protocol (WebSocket /ws; see docs/protocol.md)
   PROTOCOL_INVALID_FRAME: {
     status: 400,

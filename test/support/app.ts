@@ -44,6 +44,8 @@ export async function createTestApp(
     LOG_LEVEL: 'silent',
     DATA_DIR: dataDir,
     JWT_SECRET: 'test-secret-'.padEnd(40, 'x'),
+    // Calls spawn mediasoup workers: only the suites about calls turn them on.
+    CALLS_ENABLED: 'false',
     ...env,
   });
   const db = await openDb<Database>({ url: options.databaseUrl, dataDir, migrations });
@@ -61,7 +63,11 @@ export async function createTestApp(
   const app = await buildApp(services);
   await app.ready();
   if (options.backgroundJobs) await startServices(services);
-  else await services.flashSales.start();
+  else {
+    await services.flashSales.start();
+    // Forwarded call signaling reaches an instance only once it listens on its channel.
+    await services.media?.relay.start();
+  }
   let counter = 0;
   return {
     ...services,

@@ -48,6 +48,10 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
         { name: 'analytics', description: 'Commerce figures per stream and per sale' },
         { name: 'chat', description: 'Conversations, messages, receipts and uploads' },
         { name: 'live', description: 'Live streams: keys, schedule, status, featured products, pins' },
+        {
+          name: 'calls',
+          description: 'Video calls: start, answer, hang up, history, agent availability, analytics',
+        },
       ],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },

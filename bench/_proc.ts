@@ -1,0 +1,15 @@
+/** Process figures for the benchmarks, from /proc (Linux). */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** utime and stime of a whole process (all threads), in ms. */
+export function cpuMs(pid: number): { user: number; sys: number; total: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields after the name start at field 3 (state); utime is field 14, stime 15.
+  const user = (Number(fields[11]) * 1000) / CLK_TCK;
+  const sys = (Number(fields[12]) * 1000) / CLK_TCK;
+  return { user, sys, total: user + sys };
+}
