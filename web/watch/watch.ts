@@ -162,7 +162,8 @@ let likeTimer: ReturnType<typeof setTimeout> | null = null;
 function tapLike(): void {
   pendingLikes += 1;
   $('likes').textContent = String(Number($('likes').textContent) + 1);
-  likeTimer ??= setTimeout(() => {
+  if (likeTimer !== null) return;
+  likeTimer = setTimeout(() => {
     const count = Math.min(50, pendingLikes);
     pendingLikes = 0;
     likeTimer = null;
