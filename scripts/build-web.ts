@@ -1,8 +1,8 @@
 /**
  * Builds the browser side: the client SDK as an ESM bundle with type
- * declarations (client-sdk/dist, hls.js left to the consumer's bundler), and
- * the web apps the server serves (dist/web: each app's page and one bundle,
- * hls.js included). `npm run build` runs it; tests call `buildWebApps()`.
+ * declarations (client-sdk/dist, hls.js and mediasoup-client left to the
+ * consumer's bundler), and the web apps the server serves (dist/web: each
+ * app's page and one bundle, those libraries included). `npm run build` runs it; tests call `buildWebApps()`.
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { build } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The apps: `web/<name>/index.html`, `<name>.ts`, `<name>.css` (plus `web/common.css` for all). */
-export const WEB_APPS = ['watch', 'studio'] as const;
+export const WEB_APPS = ['watch', 'studio', 'support'] as const;
 
 export async function buildWebApps(outDir = join(root, 'dist/web')): Promise<void> {
   mkdirSync(join(outDir, 'assets'), { recursive: true });
@@ -39,7 +39,7 @@ export async function buildSdk(): Promise<void> {
     bundle: true,
     format: 'esm',
     target: 'es2022',
-    external: ['hls.js'],
+    external: ['hls.js', 'mediasoup-client'],
     sourcemap: true,
     outfile: join(root, 'client-sdk/dist/index.js'),
     logLevel: 'warning',

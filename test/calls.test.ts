@@ -47,6 +47,7 @@ interface CallBody {
   durationMs: number | null;
   quality: Quality | null;
   recordings: unknown[];
+  context: Record<string, unknown>;
 }
 
 await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker, () => {
@@ -117,6 +118,18 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       const second = await startCall(shopper2.token);
       expect(first).toMatchObject({ status: 'initiated', agentId: null, queuePosition: 1 });
       expect(second).toMatchObject({ status: 'initiated', queuePosition: 2 });
+      // The support desk's view of the line: agents only, oldest first, with the caller's context.
+      const line = await api<{ items: Array<{ call: CallBody; position: number }> }>(
+        'GET',
+        '/v1/calls/queue',
+        agent.token,
+      );
+      expect(line.body.items.map((q) => [q.call.id, q.position])).toEqual([
+        [first.id, 1],
+        [second.id, 2],
+      ]);
+      expect(line.body.items[0]?.call.context).toMatchObject({ streamId: 'a7Kq2ZpX9b' });
+      expect((await api('GET', '/v1/calls/queue', shopper1.token)).body.code).toBe('FORBIDDEN');
 
       const caller2 = await connect(shopper2.token);
       await caller2.request('join', { room: `call:${second.id}` });
@@ -128,6 +141,11 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       expect(ringing!.d).toMatchObject({ call: { id: first.id, status: 'ringing', agentId: agent.id } });
       const [queued] = await caller2.waitForEvents(`call:${second.id}`, 1, 20_000, 'call.queued');
       expect(queued!.d).toEqual({ callId: second.id, position: 1 });
+      expect(
+        (
+          await api<{ items: Array<{ call: CallBody }> }>('GET', '/v1/calls/queue', agent.token)
+        ).body.items.map((q) => q.call.id),
+      ).toEqual([second.id]);
       expect(await getCall(shopper2.token, second.id)).toMatchObject({
         status: 'initiated',
         queuePosition: 1,

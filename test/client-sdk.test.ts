@@ -29,7 +29,9 @@ describe('client SDK package', () => {
     consumer = mkdtempSync(join(tmpdir(), 'lcs-sdk-consumer-'));
     mkdirSync(join(consumer, 'node_modules/@live-commerce'), { recursive: true });
     symlinkSync(join(root, 'client-sdk'), join(consumer, 'node_modules/@live-commerce/client-sdk'));
+    // The SDK's peer dependencies, as a consumer installs them.
     symlinkSync(join(root, 'node_modules/hls.js'), join(consumer, 'node_modules/hls.js'));
+    symlinkSync(join(root, 'node_modules/mediasoup-client'), join(consumer, 'node_modules/mediasoup-client'));
     writeFileSync(join(consumer, 'package.json'), JSON.stringify({ type: 'module' }));
   });
   afterAll(() => {
@@ -88,6 +90,14 @@ export async function buy(video: HTMLVideoElement): Promise<string | null> {
     throw err;
   }
 }
+export async function callSupport(video: HTMLVideoElement): Promise<string | null> {
+  const call = await sdk.calls.start({ type: 'support', context: { streamId: 'a7Kq2ZpX9b' } }, { video: true });
+  video.srcObject = call.remoteStream;
+  call.on('quality', (q) => console.log(q.video?.framesDecoded, q.bitrateKbps));
+  call.on('queued', ({ position }) => console.log(position + 1));
+  await call.setMicrophoneEnabled(false);
+  return (await call.hangup()).endReason;
+}
 `,
     );
     expect(good.output).toBe('');
@@ -102,6 +112,15 @@ room.on('flash.stock', ({ remaining }) => remaining.toUpperCase());
     );
     expect(bad.ok).toBe(false);
     expect(bad.output).toContain("Property 'toUpperCase' does not exist on type 'number'");
+
+    const badCall = tsc(
+      'bad-call.ts',
+      `import { LiveCommerce } from '@live-commerce/client-sdk';
+await new LiveCommerce({ baseUrl: 'https://x' }).calls.start({ type: 'video' });
+`,
+    );
+    expect(badCall.ok).toBe(false);
+    expect(badCall.output).toContain(`Type '"video"' is not assignable to type 'CallType'`);
   });
 });
 

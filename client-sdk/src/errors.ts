@@ -6,7 +6,16 @@
  */
 
 /** Codes the SDK itself produces (the server's are in its error catalogue, docs/api.md). */
-export type ClientErrorCode = 'NETWORK' | 'TIMEOUT' | 'DISCONNECTED' | 'CLOSED' | 'BAD_RESPONSE';
+export type ClientErrorCode =
+  | 'NETWORK'
+  | 'TIMEOUT'
+  | 'DISCONNECTED'
+  | 'CLOSED'
+  | 'BAD_RESPONSE'
+  /** No camera or microphone, or the user did not allow them. */
+  | 'MEDIA_DEVICE'
+  /** WebRTC media could not be set up or restored. */
+  | 'MEDIA_FAILED';
 
 export class LiveCommerceError extends Error {
   override readonly name = 'LiveCommerceError';

@@ -2,6 +2,7 @@
  * Browser SDK of the live commerce server: `LiveCommerce` wires the HTTP
  * API, the realtime connection and the pieces built on them.
  */
+import { CallClient } from './call-client.js';
 import { ChatClient } from './chat-client.js';
 import { CommerceClient } from './commerce-client.js';
 import { HttpClient, type TokenSource } from './http.js';
@@ -9,6 +10,7 @@ import { LiveRoom } from './live-chat-client.js';
 import { RealtimeClient, type WebSocketLike } from './realtime-client.js';
 import { StreamsClient } from './streams-client.js';
 
+export * from './call-client.js';
 export * from './chat-client.js';
 export * from './commerce-client.js';
 export * from './errors.js';
@@ -43,6 +45,8 @@ export class LiveCommerce {
   readonly chat: ChatClient;
   /** The streamer's side: streams, keys, pins, flash sales, sales figures. */
   readonly streams: StreamsClient;
+  /** Video calls with agents and streamers (mediasoup-client). */
+  readonly calls: CallClient;
 
   constructor(options: LiveCommerceOptions = {}) {
     const baseUrl = options.baseUrl ?? globalThis.location.origin;
@@ -55,6 +59,7 @@ export class LiveCommerce {
     this.commerce = new CommerceClient(this.http);
     this.streams = new StreamsClient(this.http);
     this.chat = new ChatClient(this.http, this.realtime);
+    this.calls = new CallClient(this.http, this.realtime);
   }
 
   /** The room of a live stream: chat, pins, flash sales, stock, viewers. */

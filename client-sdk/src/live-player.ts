@@ -5,6 +5,7 @@
  * video reaches them, not when the playlist arrives seconds earlier.
  */
 import Hls from 'hls.js';
+import { Emitter } from './emitter.js';
 
 /** One EXT-X-DATERANGE of the playlist. */
 export interface TimedMetadataCue {
@@ -33,20 +34,13 @@ export interface LivePlayerOptions {
   watchReportSeconds?: number;
 }
 
-type Listener<T> = (value: T) => void;
-
 /** Attempts to load a playlist that is not there yet (about a minute with backoff). */
 const MANIFEST_RETRIES = 10;
 
-export class LivePlayer {
+export class LivePlayer extends Emitter<LivePlayerEvents> {
   private readonly hls: Hls | null = null;
   private readonly cues = new Map<string, TimedMetadataCue>();
   private readonly fired = new Set<string>();
-  private readonly listeners: { [K in keyof LivePlayerEvents]: Set<Listener<LivePlayerEvents[K]>> } = {
-    metadata: new Set(),
-    fatal: new Set(),
-    watched: new Set(),
-  };
   private watchedSeconds = 0;
   private lastTime: number | null = null;
   private closed = false;
@@ -57,6 +51,7 @@ export class LivePlayer {
     readonly video: HTMLVideoElement,
     private readonly options: LivePlayerOptions,
   ) {
+    super();
     if (Hls.isSupported()) {
       const hls = new Hls({
         // 1 s segments: start three segments behind live, catch up gently when behind.
@@ -110,11 +105,6 @@ export class LivePlayer {
     video.addEventListener('timeupdate', this.onTimeUpdate);
   }
 
-  on<K extends keyof LivePlayerEvents>(event: K, listener: Listener<LivePlayerEvents[K]>): () => void {
-    this.listeners[event].add(listener);
-    return () => this.listeners[event].delete(listener);
-  }
-
   /** The wall-clock time of the frame on screen (program date time), when known. */
   get playingDate(): Date | null {
     return this.hls?.playingDate ?? null;
@@ -158,9 +148,5 @@ export class LivePlayer {
     const seconds = Math.round(this.watchedSeconds * 10) / 10;
     this.watchedSeconds = 0;
     this.emit('watched', { seconds });
-  }
-
-  private emit<K extends keyof LivePlayerEvents>(event: K, value: LivePlayerEvents[K]): void {
-    for (const l of this.listeners[event]) l(value);
   }
 }

@@ -117,6 +117,27 @@ export async function callRoutes(
   );
 
   app.get(
+    '/v1/calls/queue',
+    {
+      preHandler: requirePermission('calls:answer'),
+      schema: {
+        tags,
+        summary: 'Support calls waiting for an agent',
+        description:
+          'Oldest first (the next one to ring), at most 50, each with its place in the queue. Waiting calls ring online agents by themselves; this is for the support desk to show the line.',
+        security,
+        response: {
+          200: Type.Object({
+            items: Type.Array(Type.Object({ call: CallRef, position: Type.Integer({ minimum: 1 }) })),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async () => ({ items: await calls.waiting() }),
+  );
+
+  app.get(
     '/v1/calls/analytics',
     {
       preHandler: requirePermission('calls:answer'),

@@ -331,6 +331,23 @@ export class CallsService extends EventEmitter<CallsServiceEvents> {
     return ((await q.execute()) as Row[]).map((r) => toView(r));
   }
 
+  /** Support calls waiting for a free agent, oldest first, with their place in the queue. */
+  async waiting(limit = 50): Promise<Array<{ call: CallView; position: number }>> {
+    const ids = await this.queue.waiting(limit);
+    if (ids.length === 0) return [];
+    const rows = (await this.db
+      .selectFrom('calls')
+      .selectAll()
+      .where('id', 'in', ids)
+      .where('status', '=', 'initiated')
+      .execute()) as Row[];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return ids.flatMap((id, i) => {
+      const row = byId.get(id);
+      return row ? [{ call: toView(row, i + 1), position: i + 1 }] : [];
+    });
+  }
+
   async availability(user: AuthUser): Promise<AgentStatus> {
     return this.queue.status(user.id);
   }

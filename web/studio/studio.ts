@@ -6,18 +6,13 @@
 import {
   isErrorCode,
   type LiveChatMessage,
-  LiveCommerce,
-  LiveCommerceError,
   type LiveRoom,
   type Product,
   type Stream,
 } from '../../client-sdk/src/index.js';
+import { $, explain as explainCommon, type Me, money, notice, sdk, signIn } from '../common.js';
 
-const TOKEN_KEY = 'lc.token';
-const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
-const sdk = new LiveCommerce({ token: () => localStorage.getItem(TOKEN_KEY) });
-
-let me: { id: string; displayName: string; roles: string[] } | null = null;
+let me: Me | null = null;
 let current: Stream | null = null;
 let room: LiveRoom | null = null;
 const unsubscribers: Array<() => void> = [];
@@ -25,16 +20,10 @@ let products: Product[] = [];
 /** Per minute of the session: viewers seen and chat messages, for the chart. */
 const minutes: Array<{ viewers: number; chat: number }> = [];
 
-function notice(text: string): void {
-  $('notice').textContent = text;
-}
-
-function explain(err: unknown): string {
-  if (isErrorCode(err, 'UNAUTHENTICATED', 'TOKEN_EXPIRED', 'TOKEN_INVALID')) return 'Sign in again.';
-  if (isErrorCode(err, 'FORBIDDEN')) return 'Your account cannot do that (streamers and admins can).';
-  if (err instanceof LiveCommerceError) return `${err.message} (${err.code})`;
-  return 'Something went wrong.';
-}
+const explain = (err: unknown) =>
+  explainCommon(err, (e) =>
+    isErrorCode(e, 'FORBIDDEN') ? 'Your account cannot do that (streamers and admins can).' : undefined,
+  );
 
 async function act(what: () => Promise<unknown>): Promise<void> {
   try {
@@ -44,9 +33,6 @@ async function act(what: () => Promise<unknown>): Promise<void> {
     notice(explain(err));
   }
 }
-
-const money = (minor: number, currency: string) =>
-  new Intl.NumberFormat(undefined, { style: 'currency', currency }).format(minor / 100);
 
 function bucket(): { viewers: number; chat: number } {
   const index = Math.floor(performance.now() / 60_000);
@@ -257,17 +243,6 @@ async function refreshSales(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  $('login').addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    void act(async () => {
-      const session = await sdk.login(
-        $<HTMLInputElement>('email').value,
-        $<HTMLInputElement>('password').value,
-      );
-      localStorage.setItem(TOKEN_KEY, session.token);
-      location.reload();
-    });
-  });
   $('create').addEventListener('submit', (ev) => {
     ev.preventDefault();
     void act(async () => {
@@ -338,15 +313,8 @@ async function main(): Promise<void> {
       }),
   );
 
-  if (!localStorage.getItem(TOKEN_KEY)) return;
-  me = await sdk.http
-    .request<{ id: string; displayName: string; roles: string[] }>('GET', '/v1/auth/me')
-    .catch(() => null);
-  if (!me) {
-    localStorage.removeItem(TOKEN_KEY);
-    return;
-  }
-  $('login').hidden = true;
+  me = await signIn((err) => notice(explain(err)));
+  if (!me) return;
   $('me').textContent = `${me.displayName} (${me.roles.join(', ')})`;
   await sdk.realtime.connect();
   await showStreams();

@@ -2,48 +2,39 @@
  * The watch-and-buy page (`/watch/<streamId>`), built only on the client
  * SDK: the video, live chat, viewer count, the pinned product card shown
  * when the video reaches the pin, the flash-sale card with countdown and
- * live stock, and one-tap buying.
+ * live stock, one-tap buying, and a video call with a support agent that
+ * carries what the viewer was looking at.
  */
 import {
   type FlashSale,
   isErrorCode,
   type LiveChatMessage,
-  LiveCommerce,
-  LiveCommerceError,
   LivePlayer,
   type StreamPage,
   type StreamPin,
 } from '../../client-sdk/src/index.js';
-
-const TOKEN_KEY = 'lc.token';
-const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+import { CallPanel } from '../call-panel.js';
+import { $, explain as explainCommon, money, notice, sdk, signIn } from '../common.js';
 
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] ?? '');
-const sdk = new LiveCommerce({ token: () => localStorage.getItem(TOKEN_KEY) });
 const room = sdk.liveRoom(streamId);
 let player: LivePlayer | null = null;
 let sale: FlashSale | null = null;
 /** Pins heard on the room, waiting for the video to reach them. */
 const pins = new Map<string, StreamPin>();
 
-const money = (minor: number | null, currency: string) =>
-  minor === null ? '' : new Intl.NumberFormat(undefined, { style: 'currency', currency }).format(minor / 100);
-
-function notice(text: string): void {
-  $('notice').textContent = text;
-}
-
-function explain(err: unknown): string {
-  if (isErrorCode(err, 'FLASH_SOLD_OUT')) return 'Sold out, sorry!';
-  if (isErrorCode(err, 'FLASH_LIMIT_REACHED')) return 'You already have the most this sale allows.';
-  if (isErrorCode(err, 'FLASH_NOT_STARTED')) return 'The sale has not started yet.';
-  if (isErrorCode(err, 'FLASH_ENDED')) return 'The sale has ended.';
-  if (isErrorCode(err, 'UNAUTHENTICATED', 'TOKEN_EXPIRED', 'TOKEN_INVALID')) return 'Sign in first.';
-  if (isErrorCode(err, 'CHAT_MUTED', 'CHAT_SLOW_MODE')) return 'Slow down a little.';
-  if (isErrorCode(err, 'CHAT_BANNED')) return 'You cannot chat in this stream.';
-  if (err instanceof LiveCommerceError) return `${err.message} (${err.code})`;
-  return 'Something went wrong.';
-}
+const explain = (err: unknown) =>
+  explainCommon(err, (e) => {
+    if (isErrorCode(e, 'FLASH_SOLD_OUT')) return 'Sold out, sorry!';
+    if (isErrorCode(e, 'FLASH_LIMIT_REACHED')) return 'You already have the most this sale allows.';
+    if (isErrorCode(e, 'FLASH_NOT_STARTED')) return 'The sale has not started yet.';
+    if (isErrorCode(e, 'FLASH_ENDED')) return 'The sale has ended.';
+    if (isErrorCode(e, 'CHAT_MUTED', 'CHAT_SLOW_MODE')) return 'Slow down a little.';
+    if (isErrorCode(e, 'CHAT_BANNED')) return 'You cannot chat in this stream.';
+    return undefined;
+  });
+const report = (err: unknown) => notice(explain(err));
+const callPanel = new CallPanel($('call'), report);
 
 function showPin(pin: StreamPin): void {
   const card = $('pin');
@@ -167,7 +158,7 @@ function tapLike(): void {
     const count = Math.min(50, pendingLikes);
     pendingLikes = 0;
     likeTimer = null;
-    room.like(count).catch((err: unknown) => notice(explain(err)));
+    room.like(count).catch(report);
   }, 500);
 }
 
@@ -194,21 +185,22 @@ function render(page: StreamPage): void {
   if (page.activeFlashSale) showSale(page.activeFlashSale);
 }
 
+/** "Talk to an agent": a support call with the stream and the pinned product attached. */
+async function callAgent(): Promise<void> {
+  if (callPanel.active) return;
+  const productId = $('pin').hidden ? undefined : $('pin').dataset.productId;
+  const session = await sdk.calls.start({ type: 'support', context: { streamId, productId } });
+  $('call-agent').hidden = true;
+  callPanel.show(session, () => {
+    $('call-agent').hidden = false;
+  });
+}
+
 async function main(): Promise<void> {
-  const token = localStorage.getItem(TOKEN_KEY);
-  $('login').hidden = Boolean(token);
-  $('login').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    try {
-      const session = await sdk.login(
-        $<HTMLInputElement>('email').value,
-        $<HTMLInputElement>('password').value,
-      );
-      localStorage.setItem(TOKEN_KEY, session.token);
-      location.reload();
-    } catch (err) {
-      notice(explain(err));
-    }
+  const signedIn = signIn(report);
+  $('call-agent').addEventListener('click', () => {
+    notice('');
+    callAgent().catch(report);
   });
   $('chat-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -270,16 +262,12 @@ async function main(): Promise<void> {
   render(await sdk.commerce.streamPage(streamId));
   await sdk.realtime.connect();
   await room.join();
-  if (token) {
-    const me = await sdk.http.request<{ displayName: string }>('GET', '/v1/auth/me').catch(() => null);
-    if (me) {
-      $('me').textContent = `Signed in as ${me.displayName}`;
-      $('me').hidden = false;
-    } else {
-      localStorage.removeItem(TOKEN_KEY);
-      $('login').hidden = false;
-    }
+  const me = await signedIn;
+  if (me) {
+    $('me').textContent = `Signed in as ${me.displayName}`;
+    $('me').hidden = false;
   }
+  $('call-agent').hidden = me === null;
 }
 
-main().catch((err: unknown) => notice(explain(err)));
+main().catch(report);

@@ -1,6 +1,6 @@
 /**
  * The web apps (built by `npm run build` into dist/web): `/watch/<streamId>`,
- * `/studio`, and their bundles under `/assets/`. Pages are revalidated on every load;
+ * `/studio`, `/support`, and their bundles under `/assets/`. Pages are revalidated on every load;
  * bundles are cached briefly (their names do not carry a content hash yet).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -40,6 +40,7 @@ export function registerWebApps(app: FastifyInstance, root = webAppsDir()): void
       .send(read(file));
   app.get('/watch/:streamId', { schema: { hide: true } }, page('watch.html'));
   app.get('/studio', { schema: { hide: true } }, page('studio.html'));
+  app.get('/support', { schema: { hide: true } }, page('support.html'));
 
   app.get<{ Params: { file: string } }>(
     '/assets/:file',
