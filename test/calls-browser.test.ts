@@ -16,7 +16,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildWebApps } from '../scripts/build-web.js';
 import { createTestApp } from './support/app.js';
 import { CALLS_ENV, type CallInstance, listenCalls, probeMediasoupWorker } from './support/calls.js';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS } from './support/live-stack.js';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, watchForProblems } from './support/live-stack.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
 import { deleteByPrefix, probeRedis } from './support/redis.js';
@@ -70,7 +70,7 @@ await describeWithService(
       two = await listenCalls(await createTestApp(env, shared));
       browser = await chromium.launch({
         executablePath: CHROMIUM,
-        args: [...CHROMIUM_ARGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+        args: CHROMIUM_ARGS,
       });
       mkdirSync(ARTIFACTS, { recursive: true });
     });
@@ -92,13 +92,7 @@ await describeWithService(
     const openPage = async (token: string, problems: string[]) => {
       const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
       const page = await context.newPage();
-      page.on('console', (m) => {
-        if (m.type() === 'error') problems.push(m.text());
-      });
-      page.on('pageerror', (err) => problems.push(err.message));
-      page.on('response', (res) => {
-        if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`);
-      });
+      watchForProblems(page, problems);
       await page.addInitScript(`localStorage.setItem('lc.token', ${JSON.stringify(token)})`);
       return page;
     };

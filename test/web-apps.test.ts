@@ -2,7 +2,8 @@
  * The web apps in real headless Chromium, built only on the client SDK.
  * Watch: a streamer goes live (ffmpeg over RTMP), a signed-in viewer
  * watches, chats, sees the pinned product card when the video reaches the
- * pin, and buys in a flash sale with live stock; on a phone-sized screen too.
+ * pin, buys in a flash sale with live stock, asks for an agent, and the
+ * agent answers with video on the support desk; on a phone-sized screen too.
  * Studio: a streamer signs in, schedules a stream, goes live with the key it
  * shows, pins, starts a flash sale, moderates chat, ends the show.
  */
@@ -11,7 +12,13 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { buildWebApps } from '../scripts/build-web.js';
-import { ARTIFACTS, type LiveStack, probeLiveStack, startLiveStack } from './support/live-stack.js';
+import {
+  ARTIFACTS,
+  type LiveStack,
+  probeLiveStack,
+  startLiveStack,
+  watchForProblems,
+} from './support/live-stack.js';
 import { describeWithService } from './support/real-services.js';
 import { startPublisher } from './support/rtmp-publisher.js';
 import { waitFor } from './support/server-process.js';
@@ -32,7 +39,7 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
     await stack?.close();
   });
 
-  it('a viewer watches, chats, sees the pin in sync and buys in a flash sale', async () => {
+  it('a viewer watches, chats, sees the pin in sync, buys in a flash sale and talks to an agent', async () => {
     const product = await stack.api<{ id: string; skus: Array<{ id: string }> }>('POST', '/v1/products', {
       title: 'Trail runner',
       category: 'shoes',
@@ -52,13 +59,7 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
     });
     const page = await stack.browser.newPage();
     const problems: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(m.text());
-    });
-    page.on('pageerror', (err) => problems.push(err.message));
-    page.on('response', (res) => {
-      if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`);
-    });
+    watchForProblems(page, problems);
     try {
       await waitFor(
         async () => (await stack.api<{ hlsUrl: string | null }>('GET', `/v1/streams/${id}`)).hlsUrl !== null,
@@ -110,6 +111,44 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       );
       expect(orders.map((o) => [o.status, o.streamId])).toEqual([['paid', id]]);
       await page.screenshot({ path: join(ARTIFACTS, 'watch-desktop.png') });
+
+      // The viewer asks for an agent; the agent answers on the support desk, sees where the
+      // call comes from, and both see each other's video until the viewer hangs up.
+      const agent = await stack.user('Agnes Agent');
+      await stack.api('PUT', `/v1/users/${agent.id}/roles`, { roles: ['agent'] });
+      const desk = await (await stack.browser.newContext()).newPage();
+      watchForProblems(desk, problems);
+      await desk.goto(`${stack.server.url}/support`);
+      await desk.getByLabel('Email').fill(agent.email);
+      await desk.getByLabel('Password').fill(agent.password);
+      await desk.getByRole('button', { name: 'Sign in' }).click();
+      await desk.getByRole('button', { name: 'Go online' }).click();
+      await waitFor(async () => (await text(desk, '#availability')) === 'online', 10_000);
+      await page.getByRole('button', { name: 'Talk to an agent' }).click();
+      await desk.locator('#ringing').waitFor({ state: 'visible', timeout: 15_000 });
+      await waitFor(async () => {
+        const context = await text(desk, '#ringing-context');
+        return context.includes('Sneaker drop') && context.includes('Trail runner');
+      }, 10_000);
+      await desk.getByRole('button', { name: 'Answer' }).click();
+      for (const p of [page, desk])
+        await waitFor(async () => (await text(p, '#call-status')) === 'Connected', 20_000, 200);
+      for (const p of [page, desk])
+        await waitFor(
+          async () =>
+            Number(await p.locator('#remote-video').getAttribute('data-frames-decoded')) > 0 &&
+            Number(await p.locator('#remote-video').getAttribute('data-audio-bytes')) > 0,
+          30_000,
+          250,
+        );
+      await desk.screenshot({ path: join(ARTIFACTS, 'support-desk.png'), fullPage: true });
+      expect(await desk.locator('#remote-video').isVisible()).toBe(true);
+      expect(await text(desk, '#call-context')).toContain('Sneaker drop');
+      await page.getByRole('button', { name: 'Hang up' }).click();
+      for (const p of [page, desk])
+        await waitFor(async () => (await text(p, '#call-status')).startsWith('Call ended'), 15_000);
+      await waitFor(async () => (await text(desk, '#history')).includes('ended (hangup)'), 10_000);
+      await desk.context().close();
 
       await page.setViewportSize({ width: 390, height: 844 });
       await page.screenshot({ path: join(ARTIFACTS, 'watch-phone.png'), fullPage: true });

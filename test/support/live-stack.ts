@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand, PutBucketAclCommand, S3Client } from '@aws-sdk/client-s3';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { type ServerProcess, startServerProcess } from './server-process.js';
 
 export const S3_ENDPOINT = process.env.TEST_S3_ENDPOINT;
@@ -24,6 +24,9 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
   '--no-first-run',
   '--autoplay-policy=no-user-gesture-required',
+  // Calls: a fake camera and microphone, allowed without a prompt.
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
 ];
 
 /** For `describeWithService`: S3 and Chromium are there, or the reason they are not. */
@@ -34,6 +37,17 @@ export async function probeLiveStack(): Promise<void> {
     );
   readFileSync(CHROMIUM);
 }
+
+/** Console errors, page errors and failed requests of `page` go to `problems`. */
+export const watchForProblems = (page: Page, problems: string[]) => {
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(m.text());
+  });
+  page.on('pageerror', (err) => problems.push(err.message));
+  page.on('response', (res) => {
+    if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`);
+  });
+};
 
 export interface LiveStack {
   /** The current server process (replaced by `restart`). */
