@@ -177,6 +177,17 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       expect(history.body.items.map((c) => c.id)).toEqual([second.id, first.id]);
     });
 
+    it('does not ring an agent for their own support call', async () => {
+      const agent = await newAgent();
+      expect((await setAvailability(agent.token, 'online')).body.status).toBe('online');
+      const own = await startCall(agent.token);
+      expect(own).toMatchObject({ status: 'initiated', agentId: null, queuePosition: 1 });
+      const other = await newAgent();
+      await setAvailability(other.token, 'online');
+      expect(await getCall(agent.token, own.id)).toMatchObject({ status: 'ringing', agentId: other.id });
+      await api('POST', `/v1/calls/${own.id}/hangup`, agent.token);
+    });
+
     it('ends a call nobody answers as missed (ring timeout) and one nobody takes as missed (queue timeout)', async () => {
       const agent = await newAgent();
       const shopper = await t.login();

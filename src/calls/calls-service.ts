@@ -379,7 +379,13 @@ export class CallsService extends EventEmitter<CallsServiceEvents> {
     for (;;) {
       const [callId] = await this.queue.waiting(1);
       if (!callId) break;
-      const agentId = await this.queue.claimAgent();
+      const caller = await this.db
+        .selectFrom('calls')
+        .select('caller_id')
+        .where('id', '=', callId)
+        .executeTakeFirst();
+      // An agent who asks for support themselves is not rung for their own call.
+      const agentId = await this.queue.claimAgent(caller ? [caller.caller_id] : []);
       if (!agentId) break;
       if (!(await this.queue.dequeue(callId))) {
         await this.queue.release(agentId);
