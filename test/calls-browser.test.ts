@@ -6,7 +6,8 @@
  * two instances share PostgreSQL and Redis, the call's router lives on one
  * of them and the other forwards signaling over the Redis bus. Each side
  * must decode the other's video and receive its audio; mute reaches the
- * other side; hanging up ends the call for both and frees the router.
+ * other side; a network change restarts ICE and media goes on; hanging up
+ * ends the call for both and frees the router.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -97,7 +98,7 @@ await describeWithService(
       return page;
     };
 
-    it('shopper and agent see and hear each other, mute reaches the other side, hang-up ends it for both', async () => {
+    it('shopper and agent see and hear each other; mute reaches the other side; a network change restarts ICE; hang-up ends it for both', async () => {
       const admin = await one.t.login(['admin']);
       const agent = await one.t.login(['agent']);
       const shopper = await one.t.login();
@@ -192,6 +193,26 @@ await describeWithService(
         await waitFor(async () => (await text(desk, '#remote-state')) === 'Muted', 10_000, 100);
         await watch.getByRole('button', { name: 'Unmute' }).click();
         await waitFor(async () => (await text(desk, '#remote-state')) === '', 10_000, 100);
+
+        // A network change (the browser's `online` event) restarts ICE through the other
+        // instance; media keeps flowing.
+        const beforeRestart = await received(desk);
+        const mediaStates = await desk.evaluateHandle(() => {
+          const seen: string[] = [];
+          const panel = document.getElementById('call') as HTMLElement;
+          new MutationObserver(() => seen.push(panel.dataset.media ?? '')).observe(panel, {
+            attributeFilter: ['data-media'],
+          });
+          window.dispatchEvent(new Event('online'));
+          return seen;
+        });
+        await waitFor(async () => (await text(desk, '#call-status')) === 'Connected', 15_000, 100);
+        expect(await mediaStates.evaluate((seen) => seen)).toEqual(['reconnecting', 'connected']);
+        await waitFor(
+          async () => (await received(desk)).framesDecoded > beforeRestart.framesDecoded + 20,
+          20_000,
+          250,
+        );
 
         // Client reports reached the call's quality summary.
         let callId = '';

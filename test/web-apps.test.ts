@@ -148,6 +148,10 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       for (const p of [page, desk])
         await waitFor(async () => (await text(p, '#call-status')).startsWith('Call ended'), 15_000);
       await waitFor(async () => (await text(desk, '#history')).includes('ended (hangup)'), 10_000);
+      await desk.setViewportSize({ width: 390, height: 844 });
+      await desk.screenshot({ path: join(ARTIFACTS, 'support-desk-phone.png'), fullPage: true });
+      expect(await desk.getByRole('button', { name: 'Go online' }).isVisible()).toBe(true);
+      expect(await desk.getByRole('table').isVisible()).toBe(true);
       await desk.context().close();
 
       await page.setViewportSize({ width: 390, height: 844 });

@@ -328,6 +328,8 @@ export class CallSession extends Emitter<CallSessionEvents> {
         );
         await transport.restartIce({ iceParameters });
       }
+      // A restart on a live path does not always change the connection state: say so ourselves.
+      if (transports.every((t) => t.connectionState === 'connected')) this.setMedia('connected');
     } catch (err) {
       this.emit('error', toError(err));
     }
