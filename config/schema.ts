@@ -279,6 +279,19 @@ export const ConfigSchema = Type.Object(
       default: 8,
       description: 'Segments listed in a live playlist.',
     }),
+    LIVE_ABR_LADDER: Type.String({
+      default: '',
+      pattern: '^(\\s*(1080|720|540|480|360|240|144)\\s*(,|$))*$',
+      description:
+        'Renditions (frame heights, e.g. 480,360) that streams created with `abr: true` are also transcoded to (x264 veryfast, about a fifth of a core per 480p rung), with a master playlist. Empty: no ladder, copy-transmux only.',
+    }),
+    LIVE_MAX_TRANSCODES: Type.Integer({
+      minimum: 0,
+      maximum: 1000,
+      default: 4,
+      description:
+        'Most ladder rungs this instance transcodes at once. A stream that would exceed it goes live with its source only (logged as a warning).',
+    }),
     LIVE_MAX_STREAMS: Type.Integer({
       minimum: 1,
       maximum: 10000,

@@ -8,11 +8,19 @@
  * reconnect within the grace starts a new run of the same pipeline, marked
  * as a discontinuity; on another instance, the pipeline is rebuilt from the
  * Db's segment record, so the playlist continues there too.
+ *
+ * A stream created with `abr: true` is packaged in several renditions: the
+ * source (copied) and the rungs of the server's ladder (transcoded), each
+ * with its own ffmpeg fed the same FLV, its own delivery and playlists under
+ * `live/<id>/<rendition>/`, and a master playlist at `live/<id>/index.m3u8`
+ * once they are all playable. Rungs take transcode slots (LIVE_MAX_TRANSCODES);
+ * a stream that finds none free goes live with its source only.
  */
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LiveStreamsService } from '../src/live/live-streams-service.js';
+import { PassThrough, type Writable } from 'node:stream';
+import { type LiveStreamsService, mediaPrefix } from '../src/live/live-streams-service.js';
 import {
   type StreamRecordings,
   type TimedMetadata,
@@ -20,7 +28,14 @@ import {
 } from '../src/live/stream-recordings.js';
 import type { Engine } from '../src/platform/engine/engine.js';
 import type { ObjectStore } from '../src/platform/object-store/object-store.js';
-import { HlsDelivery } from '../workers/hls-delivery.js';
+import {
+  finishStreamMedia,
+  HlsDelivery,
+  putLiveMaster,
+  type RenditionDelivery,
+  type StreamMediaOptions,
+} from '../workers/hls-delivery.js';
+import { type AbrRung, rungBandwidth, SOURCE_RENDITION } from './hls/abr-ladder.js';
 import { HlsPackager, type HlsSegmentType } from './hls/hls-packager.js';
 import type { IngestMetrics } from './ingest-metrics.js';
 import { RtmpServer } from './rtmp/rtmp-server.js';
@@ -66,6 +81,10 @@ export interface LiveIngestOptions {
   windowSize: number;
   /** Streams packaged at once; more publishers are refused. */
   maxStreams: number;
+  /** Lower renditions for streams created with `abr: true` (LIVE_ABR_LADDER). */
+  abrLadder: AbrRung[];
+  /** Rungs transcoded at once on this instance. */
+  maxTranscodes: number;
   uploadRetryMaxMs: number;
   /** STREAM_RECONNECT_GRACE_MS. */
   reconnectGraceMs: number;
@@ -94,6 +113,7 @@ export class LiveIngest {
   private readonly pipelines = new Map<string, StreamPipeline>();
   /** Pipelines being created, so two racing publishes of one stream share one. */
   private readonly opening = new Map<string, Promise<StreamPipeline>>();
+  private transcodes = 0;
   private closed = false;
 
   constructor(readonly options: LiveIngestOptions) {
@@ -160,7 +180,7 @@ export class LiveIngest {
     const live = await liveStreams.markLive(auth.streamId, { sessionId: request.sessionId });
     if (!live.publishing)
       return { accept: false, reason: live.status === 'ended' ? 'ended' : 'already_live' };
-    const pipeline = await this.pipeline(auth.streamId, auth.publicId, auth.recording);
+    const pipeline = await this.pipeline(auth);
     const target = await pipeline.startRun(session, request.sessionId);
     logger.info(
       { stream: auth.publicId, session: request.sessionId, resume: auth.resume },
@@ -169,18 +189,47 @@ export class LiveIngest {
     return { accept: true, target };
   }
 
-  private pipeline(streamId: string, publicId: string, recording: boolean): Promise<StreamPipeline> {
+  /** The rungs an ABR stream gets: as many as free slots allow, the lowest first (they matter most on slow networks). */
+  private takeTranscodes(publicId: string): AbrRung[] {
+    const { abrLadder, maxTranscodes, logger } = this.options;
+    const free = Math.max(0, maxTranscodes - this.transcodes);
+    const rungs = abrLadder.slice(Math.max(0, abrLadder.length - free));
+    if (rungs.length < abrLadder.length)
+      logger.warn(
+        {
+          stream: publicId,
+          code: 'LIVE_TRANSCODE_CAPACITY',
+          wanted: abrLadder.map((r) => r.name),
+          got: rungs.map((r) => r.name),
+          maxTranscodes,
+        },
+        'not enough transcode slots: the stream goes live with fewer renditions',
+      );
+    this.transcodes += rungs.length;
+    return rungs;
+  }
+
+  private pipeline(ids: StreamIds): Promise<StreamPipeline> {
+    const { streamId } = ids;
     const existing = this.pipelines.get(streamId);
     if (existing) return Promise.resolve(existing);
     let opening = this.opening.get(streamId);
     if (!opening) {
-      opening = StreamPipeline.open(this.options, { streamId, publicId, recording }, () =>
-        this.pipelines.delete(streamId),
-      )
-        .then((p) => {
-          this.pipelines.set(streamId, p);
-          return p;
-        })
+      const rungs = ids.abr ? this.takeTranscodes(ids.publicId) : [];
+      opening = StreamPipeline.open(this.options, ids, rungs, () => {
+        this.pipelines.delete(streamId);
+        this.transcodes -= rungs.length;
+      })
+        .then(
+          (p) => {
+            this.pipelines.set(streamId, p);
+            return p;
+          },
+          (err: unknown) => {
+            this.transcodes -= rungs.length;
+            throw err;
+          },
+        )
         .finally(() => this.opening.delete(streamId));
       this.opening.set(streamId, opening);
     }
@@ -192,55 +241,94 @@ interface StreamIds {
   streamId: string;
   publicId: string;
   recording: boolean;
+  abr: boolean;
 }
 
 interface Run {
   id: string;
   sessionId: string;
   session: RtmpSession;
-  packager: HlsPackager;
+  /** One per rendition, fed the same FLV. */
+  packagers: HlsPackager[];
   heartbeat: NodeJS.Timeout;
   ended: Promise<void>;
 }
 
-/** One stream hosted here: its delivery, its current run, its grace timer. */
+/** A rendition of the stream hosted here: its ladder rung (null for the source) and its delivery. */
+interface Rendition extends RenditionDelivery {
+  rung: AbrRung | null;
+  playable: boolean;
+}
+
+/** How long the master playlist waits for the slowest rung after the source is playable. */
+const RENDITIONS_READY_MS = 10_000;
+/** Source BANDWIDTH until a segment was measured, and at least this much. */
+const MIN_SOURCE_BANDWIDTH = 300_000;
+
+/** Copies what the publisher sends to every rendition's ffmpeg (one stdin without a ladder). */
+function fanOut(inputs: Writable[]): Writable {
+  if (inputs.length === 1) return inputs[0] as Writable;
+  const tee = new PassThrough();
+  for (const input of inputs) tee.pipe(input);
+  return tee;
+}
+
+/** One stream hosted here: its renditions' deliveries, its current run, its grace timer. */
 class StreamPipeline {
   private run: Run | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
+  private readyTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => Promise<void>) | null = null;
+  private announced = false;
+  private origin: Date | null = null;
   private finished = false;
   private closing = false;
 
   private constructor(
     private readonly options: LiveIngestOptions,
     private readonly ids: StreamIds,
-    private readonly delivery: HlsDelivery,
+    private readonly renditions: Rendition[],
     private readonly onGone: () => void,
   ) {}
 
-  static async open(options: LiveIngestOptions, ids: StreamIds, onGone: () => void): Promise<StreamPipeline> {
-    const delivery = await HlsDelivery.open({
-      store: options.store,
-      recordings: options.recordings,
-      streamId: ids.streamId,
-      publicId: ids.publicId,
-      recording: ids.recording,
-      windowSize: options.windowSize,
-      targetDurationSeconds: Math.ceil(options.segmentSeconds),
-      retryMaxMs: options.uploadRetryMaxMs,
-      logger: options.logger,
-      onDelivered: (_segment, ms) => options.metrics?.segmentDelivered(ms),
-      // Media time 0 is the first segment's first frame; set once, when players can start.
-      onPlayable: (first) => {
-        options.liveStreams
-          .setMediaOrigin(ids.streamId, first.programDateTime ?? new Date())
-          .catch((err: unknown) =>
-            options.logger.warn({ err, stream: ids.publicId }, 'media origin not saved'),
-          );
-      },
-    });
-    const pipeline = new StreamPipeline(options, ids, delivery, onGone);
-    const add = (item: TimedMetadata) => delivery.addTimedMetadata(item);
+  static async open(
+    options: LiveIngestOptions,
+    ids: StreamIds,
+    rungs: AbrRung[],
+    onGone: () => void,
+  ): Promise<StreamPipeline> {
+    const ladder: Array<{ name: string; rung: AbrRung | null }> = ids.abr
+      ? [{ name: SOURCE_RENDITION, rung: null }, ...rungs.map((rung) => ({ name: rung.name, rung }))]
+      : [{ name: '', rung: null }];
+    const renditions: Rendition[] = [];
+    const pipeline = new StreamPipeline(options, ids, renditions, onGone);
+    for (const { name, rung } of ladder) {
+      const delivery = await HlsDelivery.open({
+        store: options.store,
+        recordings: options.recordings,
+        streamId: ids.streamId,
+        publicId: ids.publicId,
+        rendition: name,
+        recording: ids.recording,
+        windowSize: options.windowSize,
+        targetDurationSeconds: Math.ceil(options.segmentSeconds),
+        retryMaxMs: options.uploadRetryMaxMs,
+        logger: options.logger,
+        onDelivered: (_segment, ms) => options.metrics?.segmentDelivered(ms),
+        onPlayable: (first, bytes) =>
+          pipeline.onPlayable(name, first.programDateTime, first.durationMs, bytes),
+      });
+      renditions.push({
+        name,
+        rung,
+        delivery,
+        bandwidth: rung ? rungBandwidth(rung) : MIN_SOURCE_BANDWIDTH,
+        playable: false,
+      });
+    }
+    const add = (item: TimedMetadata) => {
+      for (const r of renditions) r.delivery.addTimedMetadata(item);
+    };
     pipeline.unsubscribe = await options.bus.subscribe(timedMetadataChannel(ids.publicId), (message) => {
       try {
         const item = JSON.parse(message) as TimedMetadata & { at: string };
@@ -262,49 +350,16 @@ class StreamPipeline {
     }
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = null;
-    const { options, ids, delivery } = this;
+    const { options, ids } = this;
     const runId = Date.now().toString(36);
-    const dir = join(options.workDir, ids.publicId, runId);
-    const packager = new HlsPackager({
-      ffmpegPath: options.ffmpegPath,
-      dir,
-      segmentSeconds: options.segmentSeconds,
-      segmentType: options.segmentType,
-      stallTimeoutMs: Math.max(30_000, options.segmentSeconds * 20_000),
-    });
-    let firstOfRun = true;
-    packager.on('segment', (segment) => {
-      const keyOf = (file: string) => `live/${ids.publicId}/${runId}/${file}`;
-      delivery.enqueue({
-        path: segment.path,
-        key: keyOf(segment.file),
-        durationSeconds: segment.durationSeconds,
-        programDateTime: segment.programDateTime,
-        init:
-          segment.initPath && segment.initFile
-            ? { path: segment.initPath, key: keyOf(segment.initFile) }
-            : null,
-        discontinuity: firstOfRun,
-      });
-      firstOfRun = false;
-    });
-    packager.on('exit', (exit) => {
-      if (!exit.clean && this.run?.id === runId) {
-        // Restart by reconnect: the publisher (OBS retries by itself) gets a fresh transmuxer with fresh headers.
-        options.logger.error(
-          { stream: ids.publicId, code: exit.code, signal: exit.signal, stderr: exit.stderr },
-          'ffmpeg failed; dropping the publisher so it reconnects',
-        );
-        session.kick();
-      }
-    });
-    const flv = await packager.start();
+    const packagers = this.renditions.map((rendition) => this.packager(rendition, runId, session));
+    const flv = fanOut(await Promise.all(packagers.map((p) => p.start())));
     let endRun: () => void = () => undefined;
     const run: Run = {
       id: runId,
       sessionId,
       session,
-      packager,
+      packagers,
       ended: new Promise<void>((resolve) => {
         endRun = resolve;
       }),
@@ -331,10 +386,110 @@ class StreamPipeline {
   async close(): Promise<void> {
     this.closing = true;
     if (this.run) await this.run.ended;
-    await this.delivery.drain();
-    this.delivery.close();
+    await this.drain();
+    for (const r of this.renditions) r.delivery.close();
     await this.unsubscribe?.();
     if (this.graceTimer) clearTimeout(this.graceTimer);
+    if (this.readyTimer) clearTimeout(this.readyTimer);
+  }
+
+  /** The ffmpeg of one rendition for one run; its segments go to the rendition's delivery. */
+  private packager(rendition: Rendition, runId: string, session: RtmpSession): HlsPackager {
+    const { options, ids } = this;
+    const packager = new HlsPackager({
+      ffmpegPath: options.ffmpegPath,
+      dir: join(options.workDir, ids.publicId, runId, rendition.name || 'main'),
+      segmentSeconds: options.segmentSeconds,
+      segmentType: options.segmentType,
+      stallTimeoutMs: Math.max(30_000, options.segmentSeconds * 20_000),
+      encode: rendition.rung ?? undefined,
+    });
+    const keyOf = (file: string) => `${mediaPrefix(ids.publicId, rendition.name)}${runId}/${file}`;
+    let firstOfRun = true;
+    packager.on('segment', (segment) => {
+      rendition.delivery.enqueue({
+        path: segment.path,
+        key: keyOf(segment.file),
+        durationSeconds: segment.durationSeconds,
+        programDateTime: segment.programDateTime,
+        init:
+          segment.initPath && segment.initFile
+            ? { path: segment.initPath, key: keyOf(segment.initFile) }
+            : null,
+        discontinuity: firstOfRun,
+      });
+      firstOfRun = false;
+    });
+    packager.on('exit', (exit) => {
+      if (!exit.clean && this.run?.id === runId) {
+        // Restart by reconnect: the publisher (OBS retries by itself) gets fresh transmuxers with fresh headers.
+        options.logger.error(
+          {
+            stream: ids.publicId,
+            rendition: rendition.name || undefined,
+            code: exit.code,
+            signal: exit.signal,
+            stderr: exit.stderr,
+          },
+          'ffmpeg failed; dropping the publisher so it reconnects',
+        );
+        session.kick();
+      }
+    });
+    return packager;
+  }
+
+  /**
+   * A rendition's first playlist is stored. Once every rendition's is (or a while after the
+   * source's), an ABR stream's master playlist is stored, and then the stream is announced
+   * playable with its media origin: players never load a playlist that is not there.
+   */
+  private onPlayable(name: string, programDateTime: Date | null, durationMs: number, bytes: number): void {
+    const rendition = this.renditions.find((r) => r.name === name);
+    if (!rendition) return;
+    rendition.playable = true;
+    if (!rendition.rung) {
+      this.origin = programDateTime ?? new Date();
+      rendition.bandwidth = Math.max(
+        MIN_SOURCE_BANDWIDTH,
+        Math.round(((bytes * 8) / (durationMs / 1000)) * 1.2),
+      );
+      this.readyTimer = setTimeout(() => void this.announce(), RENDITIONS_READY_MS);
+      this.readyTimer.unref();
+    }
+    if (this.renditions.every((r) => r.playable)) void this.announce();
+  }
+
+  private async announce(): Promise<void> {
+    if (this.announced || !this.origin) return;
+    this.announced = true;
+    if (this.readyTimer) clearTimeout(this.readyTimer);
+    const { options, ids } = this;
+    try {
+      await putLiveMaster(
+        this.renditions.filter((r) => r.playable),
+        this.mediaOptions(),
+      );
+      // Media time 0 is the source's first frame; set once, when players can start.
+      await options.liveStreams.setMediaOrigin(ids.streamId, this.origin);
+    } catch (err) {
+      options.logger.warn({ err, stream: ids.publicId }, 'stream not announced playable');
+    }
+  }
+
+  private mediaOptions(): StreamMediaOptions {
+    const { options, ids } = this;
+    return {
+      store: options.store,
+      recordings: options.recordings,
+      streamId: ids.streamId,
+      publicId: ids.publicId,
+      recording: ids.recording,
+    };
+  }
+
+  private async drain(): Promise<void> {
+    await Promise.all(this.renditions.map((r) => r.delivery.drain()));
   }
 
   private async endRun(run: Run, reason: PublishEndReason): Promise<void> {
@@ -344,12 +499,15 @@ class StreamPipeline {
     await options.liveStreams
       .markDisconnected(ids.streamId, { sessionId: run.sessionId })
       .catch((err: unknown) => options.logger.warn({ err, stream: ids.publicId }, 'disconnect not recorded'));
-    const exit = await run.packager.stop();
-    options.logger.info({ stream: ids.publicId, reason, ffmpeg: exit?.code }, 'RTMP publish ended');
+    const exits = await Promise.all(run.packagers.map((p) => p.stop()));
+    options.logger.info(
+      { stream: ids.publicId, reason, ffmpeg: exits.map((e) => e?.code) },
+      'RTMP publish ended',
+    );
     if (this.run !== run) return;
     this.run = null;
     if (this.closing) return;
-    await this.delivery.drain();
+    await this.drain();
     await rm(join(options.workDir, ids.publicId, run.id), { recursive: true, force: true });
     // Ended by the streamer or revoked meanwhile: finish now; otherwise wait for a reconnect.
     if (await this.endedInDb()) {
@@ -380,15 +538,15 @@ class StreamPipeline {
     return (await this.options.liveStreams.statusOf(this.ids.streamId)) === 'ended';
   }
 
-  /** The stream is over: final live playlist, VOD, cleanup. */
+  /** The stream is over: final live playlists, VOD, cleanup. */
   private async finish(): Promise<void> {
     if (this.finished) return;
     this.finished = true;
-    await this.delivery.finish();
+    await finishStreamMedia(this.renditions, this.mediaOptions());
     await this.close();
     await rm(join(this.options.workDir, this.ids.publicId), { recursive: true, force: true });
     this.options.logger.info(
-      { stream: this.ids.publicId, segments: this.delivery.delivered },
+      { stream: this.ids.publicId, segments: this.renditions[0]?.delivery.delivered },
       'stream finished',
     );
     this.onGone();

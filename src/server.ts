@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { type Config, ConfigError, loadConfig, publicBaseUrl } from '../config/schema.js';
+import { parseLadder } from '../media/hls/abr-ladder.js';
 import { createIngestMetrics } from '../media/ingest-metrics.js';
 import { checkFfmpeg, LiveIngest } from '../media/live-ingest.js';
 import { findWorkerBinary } from '../media/sfu/worker-binary.js';
@@ -177,6 +178,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         segmentType: config.HLS_SEGMENT_TYPE,
         windowSize: config.HLS_LIVE_WINDOW_SEGMENTS,
         maxStreams: config.LIVE_MAX_STREAMS,
+        abrLadder: parseLadder(config.LIVE_ABR_LADDER),
+        maxTranscodes: config.LIVE_MAX_TRANSCODES,
         uploadRetryMaxMs: config.HLS_UPLOAD_RETRY_MAX_MS,
         reconnectGraceMs: config.STREAM_RECONNECT_GRACE_MS,
         liveStreams: services.liveStreams,

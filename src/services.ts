@@ -181,6 +181,7 @@ export function createServices(config: Config, adapters: Adapters, options: Crea
     flashSales,
     rtmpUrl: rtmpServerUrl(config),
     reconnectGraceMs: config.STREAM_RECONNECT_GRACE_MS,
+    abrAvailable: config.LIVE_ABR_LADDER.trim() !== '',
     onPublishError: (err, room, event) =>
       options.logger.error({ err, room, event }, 'stream event publish failed'),
     // The instance whose ingest hosts the stream writes pins into its live playlist.

@@ -2,13 +2,16 @@
  * RTMP ingest to HLS on the ObjectStore with a real ffmpeg publisher: key
  * checks before the publish starts, segments stored before any playlist
  * names them, reconnect within the grace, pins as EXT-X-DATERANGE, the end
- * of a stream (ENDLIST, VOD, replay URL), and an object-store outage that
- * delays but loses nothing.
+ * of a stream (ENDLIST, VOD, replay URL), an object-store outage that
+ * delays but loses nothing, and the ABR ladder (renditions, master
+ * playlists, transcode slots).
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseLadder } from '../media/hls/abr-ladder.js';
 import { LiveIngest } from '../media/live-ingest.js';
 import type { ObjectBody, ObjectStore, PutOptions } from '../src/platform/object-store/object-store.js';
 import { createTestApp, type TestApp } from './support/app.js';
@@ -63,7 +66,7 @@ describe('live ingest (RTMP → HLS → object store)', () => {
   const GRACE_MS = 3000;
 
   beforeAll(async () => {
-    t = await createTestApp({ STREAM_RECONNECT_GRACE_MS: String(GRACE_MS) });
+    t = await createTestApp({ STREAM_RECONNECT_GRACE_MS: String(GRACE_MS), LIVE_ABR_LADDER: '240' });
     store = new WatchedStore(t.objectStore);
     workDir = mkdtempSync(join(tmpdir(), 'lcs-ingest-'));
     ingest = new LiveIngest({
@@ -75,6 +78,9 @@ describe('live ingest (RTMP → HLS → object store)', () => {
       segmentType: 'mpegts',
       windowSize: 6,
       maxStreams: 10,
+      // One rung and one slot: a second ABR stream at the same time goes live with its source only.
+      abrLadder: parseLadder('240'),
+      maxTranscodes: 1,
       uploadRetryMaxMs: 1000,
       reconnectGraceMs: GRACE_MS,
       liveStreams: t.liveStreams,
@@ -331,5 +337,93 @@ describe('live ingest (RTMP → HLS → object store)', () => {
     expect(numbers).toEqual(numbers.map((_, i) => (numbers[0] as number) + i));
     for (const uri of uris) expect(await t.objectStore.head(`live/${stream.id}/${uri}`)).not.toBeNull();
     expect(store.violations).toEqual([]);
+  });
+
+  it('an ABR stream is packaged as its source and the ladder, behind master playlists live and in the recording', async () => {
+    const { stream, streamKey } = await createStream({ abr: true });
+    const pub = startPublisher({ url: rtmp(streamKey), size: '640x360', keyframeSeconds: 2 });
+    const master = `live/${stream.id}/index.m3u8`;
+    await waitFor(async () => (await page(stream.id)).hlsUrl !== null, 30_000);
+    expect((await page(stream.id)).hlsUrl).toContain(master);
+    const variants = ((await text(master)) as string).split('\n');
+    // Highest first; the source's bandwidth was measured from its first segment.
+    expect(variants.filter((l) => !l.startsWith('#') && l)).toEqual(['source/index.m3u8', '240p/index.m3u8']);
+    const bandwidths = variants
+      .filter((l) => l.startsWith('#EXT-X-STREAM-INF:'))
+      .map((l) => Number(/BANDWIDTH=(\d+)/.exec(l)?.[1]));
+    expect(bandwidths[1]).toBe(Math.round((350 + 96) * 1000 * 1.15));
+    expect(bandwidths[0]).toBeGreaterThan(0);
+
+    // The rung is a real 240p encode, its segments dated like the source's.
+    const rung = (await text(`live/${stream.id}/240p/index.m3u8`)) as string;
+    expect(rung).toContain('#EXT-X-PROGRAM-DATE-TIME:');
+    const segment = await t.objectStore.get(`live/${stream.id}/240p/${segmentsOf(rung)[0]}`);
+    const chunks: Buffer[] = [];
+    for await (const c of segment!.body) chunks.push(c as Buffer);
+    const file = join(workDir, 'rung-probe.ts');
+    writeFileSync(file, Buffer.concat(chunks));
+    const probe = execFileSync('ffprobe', [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=height,codec_name',
+      '-of',
+      'csv=p=0',
+      file,
+    ])
+      .toString()
+      .trim();
+    // (MPEG-TS lists the stream under its program too.)
+    expect(new Set(probe.split('\n').filter(Boolean))).toEqual(new Set(['h264,240']));
+
+    // The only transcode slot is taken: a second ABR stream goes live with its source alone.
+    const second = await createStream({ abr: true });
+    const pub2 = startPublisher({ url: rtmp(second.streamKey) });
+    await waitFor(async () => (await page(second.stream.id)).hlsUrl !== null, 30_000);
+    const secondMaster = (await text(`live/${second.stream.id}/index.m3u8`)) as string;
+    expect(segmentsOf(secondMaster)).toEqual(['source/index.m3u8']);
+    await pub2.stop();
+
+    await waitFor(
+      async () => segmentsOf(await text(`live/${stream.id}/240p/index.m3u8`)).length >= 3,
+      20_000,
+    );
+    const ended = await t.app.inject({
+      method: 'POST',
+      url: `/v1/streams/${stream.id}/end`,
+      headers: { authorization: `Bearer ${streamer.token}` },
+    });
+    expect(ended.statusCode, ended.body).toBe(200);
+    await pub.exited;
+    await waitFor(async () => (await page(stream.id)).replayUrl !== null, 30_000);
+    expect((await page(stream.id)).replayUrl).toContain(`live/${stream.id}/vod.m3u8`);
+    const vodMaster = (await text(`live/${stream.id}/vod.m3u8`)) as string;
+    expect(segmentsOf(vodMaster)).toEqual(['source/vod.m3u8', '240p/vod.m3u8']);
+    for (const rendition of ['source', '240p']) {
+      const vod = (await text(`live/${stream.id}/${rendition}/vod.m3u8`)) as string;
+      expect(vod).toContain('#EXT-X-PLAYLIST-TYPE:VOD');
+      expect(vod).toContain('#EXT-X-ENDLIST');
+      expect(segmentsOf(vod).length).toBeGreaterThanOrEqual(3);
+    }
+    expect(store.violations).toEqual([]);
+  });
+
+  it('refuses an ABR stream on a server without a ladder', async () => {
+    const plain = await createTestApp();
+    try {
+      const owner = await plain.login(['streamer']);
+      const res = await plain.app.inject({
+        method: 'POST',
+        url: '/v1/streams',
+        headers: { authorization: `Bearer ${owner.token}` },
+        payload: { title: 'Drop', abr: true },
+      });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().code).toBe('LIVE_ABR_UNAVAILABLE');
+    } finally {
+      await plain.close();
+    }
   });
 });

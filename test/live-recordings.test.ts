@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { vodPlaylistKey } from '../src/live/live-streams-service.js';
+import { mediaPrefix, vodPlaylistKey } from '../src/live/live-streams-service.js';
 import {
   deleteExpiredRecordings,
   finishOrphanedRecordings,
@@ -36,8 +36,8 @@ describe('recording jobs', () => {
     await t?.close();
   });
 
-  /** An ended stream `endedMinutesAgo` ago with `segments` one-second segments stored. */
-  const endedStream = async (endedMinutesAgo: number, segments: number) => {
+  /** An ended stream `endedMinutesAgo` ago with `segments` one-second segments stored per rendition ('' without a ladder). */
+  const endedStream = async (endedMinutesAgo: number, segments: number, renditions = ['']) => {
     const res = await t.app.inject({
       method: 'POST',
       url: '/v1/streams',
@@ -56,19 +56,29 @@ describe('recording jobs', () => {
       .where('public_id', '=', publicId)
       .returning('id')
       .executeTakeFirstOrThrow();
-    for (let i = 0; i < segments; i++) {
-      const key = `live/${publicId}/run1/seg_${String(i).padStart(6, '0')}.ts`;
-      await t.objectStore.put(key, Buffer.from(`segment ${i}`));
-      await t.recordings.append(row.id, {
-        sequence: i,
-        objectKey: key,
-        initKey: null,
-        durationMs: 1000,
-        programDateTime: new Date(Date.now() - 7_200_000 + i * 1000),
-        discontinuity: i === 3,
-      });
-    }
+    for (const rendition of renditions)
+      for (let i = 0; i < segments; i++) {
+        const key = `${mediaPrefix(publicId, rendition)}run1/seg_${String(i).padStart(6, '0')}.ts`;
+        await t.objectStore.put(key, Buffer.from(`segment ${i}`));
+        await t.recordings.append(
+          row.id,
+          {
+            sequence: i,
+            objectKey: key,
+            initKey: null,
+            durationMs: 1000,
+            programDateTime: new Date(Date.now() - 7_200_000 + i * 1000),
+            discontinuity: i === 3,
+          },
+          rendition,
+        );
+      }
     return { streamId: row.id, publicId };
+  };
+  const read = async (key: string) => {
+    const chunks: Buffer[] = [];
+    for await (const c of (await t.objectStore.get(key))?.body ?? []) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString();
   };
   const page = async (publicId: string) =>
     (await t.app.inject({ method: 'GET', url: `/v1/streams/${publicId}` })).json() as {
@@ -104,5 +114,27 @@ describe('recording jobs', () => {
     expect((await t.objectStore.list(`live/${kept.publicId}/`)).items.length).toBeGreaterThan(0);
     expect(await deleteExpiredRecordings(options)).toBe(0);
     expect(await deleteExpiredRecordings({ ...options, retentionDays: 0 })).toBe(0);
+  });
+
+  it('finishes and deletes an ABR recording: a VOD per rendition behind a master playlist', async () => {
+    const abr = await endedStream(10, 4, ['source', '240p']);
+    expect(await finishOrphanedRecordings(options)).toBe(1);
+    const master = await read(vodPlaylistKey(abr.publicId));
+    expect(master.match(/^[^#].*$/gm)).toEqual(['source/vod.m3u8', '240p/vod.m3u8']);
+    expect(master).toContain('#EXT-X-STREAM-INF:BANDWIDTH=3500000');
+    for (const rendition of ['source', '240p']) {
+      const vod = await read(vodPlaylistKey(abr.publicId, rendition));
+      expect(vod.match(/^run1\/seg_\d+\.ts$/gm)).toHaveLength(4);
+      expect(vod).toContain('#EXT-X-ENDLIST');
+    }
+    expect((await page(abr.publicId)).replayUrl).toContain(`live/${abr.publicId}/vod.m3u8`);
+
+    await t.db.db
+      .updateTable('streams')
+      .set({ ended_at: sql<Date>`now() - interval '40 days'` })
+      .where('id', '=', abr.streamId)
+      .execute();
+    expect(await deleteExpiredRecordings(options)).toBe(1);
+    expect((await t.objectStore.list(`live/${abr.publicId}/`)).items).toEqual([]);
   });
 });

@@ -13,8 +13,8 @@
 import { readFile, unlink } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { DateRange, PlaylistSegment } from '../media/hls/hls-playlist.js';
-import { renderMediaPlaylist } from '../media/hls/hls-playlist.js';
-import { hlsPlaylistKey, vodPlaylistKey } from '../src/live/live-streams-service.js';
+import { renderMasterPlaylist, renderMediaPlaylist } from '../media/hls/hls-playlist.js';
+import { hlsPlaylistKey, mediaPrefix, vodPlaylistKey } from '../src/live/live-streams-service.js';
 import type { SegmentRecord, StreamRecordings, TimedMetadata } from '../src/live/stream-recordings.js';
 import type { ObjectStore } from '../src/platform/object-store/object-store.js';
 
@@ -32,7 +32,7 @@ const VOD_PLAYLIST_CACHE = 'public, max-age=300';
 /** A finished segment on local disk, ready to deliver. */
 export interface LocalSegment {
   path: string;
-  /** Object key to store it under (under `live/<publicId>/`). */
+  /** Object key to store it under (under the delivery's `mediaPrefix`). */
   key: string;
   durationSeconds: number;
   programDateTime: Date | null;
@@ -50,11 +50,13 @@ export interface HlsDeliveryLogger {
 
 export interface HlsDeliveryOptions {
   store: Pick<ObjectStore, 'put' | 'deleteMany'>;
-  recordings: Pick<StreamRecordings, 'append' | 'tail' | 'markReplayReady'>;
+  recordings: Pick<StreamRecordings, 'append' | 'tail'>;
   /** Db id of the stream. */
   streamId: string;
   /** Public id: the `live/<publicId>/` prefix. */
   publicId: string;
+  /** The rendition of an ABR stream this delivers (`source`, `480p`, …; under `live/<publicId>/<rendition>/`); '' for a stream without a ladder. */
+  rendition?: string;
   /** Keep every segment and write a VOD playlist at the end. */
   recording: boolean;
   /** Segments listed in the live playlist. */
@@ -66,7 +68,7 @@ export interface HlsDeliveryOptions {
   retryMaxMs?: number;
   logger: HlsDeliveryLogger;
   /** Called once, when the first live playlist naming a segment is stored: the stream is playable. */
-  onPlayable?: (first: SegmentRecord) => void;
+  onPlayable?: (first: SegmentRecord, firstBytes: number) => void;
   /** Called with each segment once it is stored, with the time since it was queued (metrics). */
   onDelivered?: (segment: LocalSegment, uploadMs: number) => void;
 }
@@ -107,6 +109,7 @@ export class HlsDelivery {
     const { segments, discontinuitiesBefore } = await options.recordings.tail(
       options.streamId,
       options.windowSize,
+      options.rendition,
     );
     delivery.window = segments.map((s) => delivery.toPlaylistSegment(s));
     delivery.discontinuitiesBefore = discontinuitiesBefore;
@@ -147,15 +150,16 @@ export class HlsDelivery {
   /**
    * The stream is over: after the queue drains, the live playlist gets
    * EXT-X-ENDLIST and, when recording, the VOD playlist is written from the
-   * Db's record of every segment.
+   * Db's record of every segment. The replay is not announced here: an ABR
+   * stream's master playlist comes after all its renditions' (see `finishRecording`).
    */
   async finish(): Promise<void> {
     await this.drain();
     this.ended = true;
-    await this.retrying('live playlist', () => this.putLivePlaylist());
+    await this.retry('live playlist', () => this.putLivePlaylist());
     if (this.options.recording) {
-      const all = await this.retrying('segment list', () =>
-        this.options.recordings.tail(this.options.streamId),
+      const all = await this.retry('segment list', () =>
+        this.options.recordings.tail(this.options.streamId, undefined, this.options.rendition),
       );
       const body = renderMediaPlaylist({
         segments: all.segments.map((s) => this.toPlaylistSegment(s)),
@@ -165,14 +169,11 @@ export class HlsDelivery {
         playlistType: 'VOD',
         minTargetDuration: this.options.targetDurationSeconds,
       });
-      await this.retrying('VOD playlist', () =>
-        this.options.store.put(vodPlaylistKey(this.options.publicId), body, {
+      await this.retry('VOD playlist', () =>
+        this.options.store.put(vodPlaylistKey(this.options.publicId, this.options.rendition), body, {
           contentType: HLS_CONTENT_TYPES['.m3u8'],
           cacheControl: VOD_PLAYLIST_CACHE,
         }),
-      );
-      await this.retrying('replay flag', () =>
-        this.options.recordings.markReplayReady(this.options.streamId),
       );
     }
   }
@@ -185,7 +186,7 @@ export class HlsDelivery {
 
   private kick(playlistOnly = false): void {
     if (this.running || this.closed) return;
-    this.running = (playlistOnly ? this.retrying('live playlist', () => this.putLivePlaylist()) : this.run())
+    this.running = (playlistOnly ? this.retry('live playlist', () => this.putLivePlaylist()) : this.run())
       .catch((err: unknown) => {
         if (!(err instanceof HlsDeliveryClosedError))
           this.options.logger.warn?.({ err, stream: this.options.publicId }, 'HLS delivery stopped');
@@ -201,10 +202,10 @@ export class HlsDelivery {
       const { segment, queuedAt } = this.queue[0] as { segment: LocalSegment; queuedAt: number };
       if (segment.init && !this.storedInits.has(segment.init.key)) {
         const init = segment.init;
-        await this.retrying('init segment', () => this.putFile(init.path, init.key));
+        await this.retry('init segment', () => this.putFile(init.path, init.key));
         this.storedInits.add(init.key);
       }
-      await this.retrying('segment', () => this.putFile(segment.path, segment.key));
+      const bytes = await this.retry('segment', () => this.putFile(segment.path, segment.key));
       const record: SegmentRecord = {
         sequence: this.nextSequence,
         objectKey: segment.key,
@@ -213,8 +214,8 @@ export class HlsDelivery {
         programDateTime: segment.programDateTime,
         discontinuity: segment.discontinuity && this.nextSequence > 0,
       };
-      await this.retrying('segment record', () =>
-        this.options.recordings.append(this.options.streamId, record),
+      await this.retry('segment record', () =>
+        this.options.recordings.append(this.options.streamId, record, this.options.rendition),
       );
       this.queue.shift();
       this.nextSequence += 1;
@@ -224,10 +225,10 @@ export class HlsDelivery {
       // One playlist per drained batch: after an outage the backlog goes out first, then one playlist names it all.
       if (this.queue.length === 0) {
         const dropped = this.trimWindow();
-        await this.retrying('live playlist', () => this.putLivePlaylist());
+        await this.retry('live playlist', () => this.putLivePlaylist());
         if (!this.playable) {
           this.playable = true;
-          this.options.onPlayable?.(record);
+          this.options.onPlayable?.(record, bytes);
         }
         if (!this.options.recording && dropped.length > 0)
           await this.options.store.deleteMany(dropped).catch((err: unknown) => {
@@ -243,7 +244,8 @@ export class HlsDelivery {
     if (excess <= 0) return [];
     const gone = this.window.splice(0, excess);
     for (const s of gone) if (s.discontinuity) this.discontinuitiesBefore += 1;
-    return gone.map((s) => `live/${this.options.publicId}/${s.uri}`);
+    const prefix = mediaPrefix(this.options.publicId, this.options.rendition);
+    return gone.map((s) => `${prefix}${s.uri}`);
   }
 
   private async putLivePlaylist(): Promise<void> {
@@ -256,7 +258,7 @@ export class HlsDelivery {
       ended: this.ended,
       minTargetDuration: this.options.targetDurationSeconds,
     });
-    await this.options.store.put(hlsPlaylistKey(this.options.publicId), body, {
+    await this.options.store.put(hlsPlaylistKey(this.options.publicId, this.options.rendition), body, {
       contentType: HLS_CONTENT_TYPES['.m3u8'],
       cacheControl: LIVE_PLAYLIST_CACHE,
       // Rewritten every segment; the final one (with ENDLIST) is durable.
@@ -264,16 +266,18 @@ export class HlsDelivery {
     });
   }
 
-  private async putFile(path: string, key: string): Promise<void> {
+  /** Stores a file; returns its size. */
+  private async putFile(path: string, key: string): Promise<number> {
     const body = await readFile(path);
     await this.options.store.put(key, body, {
       contentType: HLS_CONTENT_TYPES[extname(key)] ?? 'application/octet-stream',
       cacheControl: IMMUTABLE,
     });
+    return body.length;
   }
 
   /** Runs `attempt` until it succeeds, backing off between failures; throws only once closed. */
-  private async retrying<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+  async retry<T>(what: string, attempt: () => Promise<T>): Promise<T> {
     let delay = this.options.retryBaseMs ?? 250;
     const max = this.options.retryMaxMs ?? 5000;
     for (let failures = 0; ; failures++) {
@@ -306,7 +310,7 @@ export class HlsDelivery {
   }
 
   private toPlaylistSegment(s: SegmentRecord): PlaylistSegment {
-    const prefix = `live/${this.options.publicId}/`;
+    const prefix = mediaPrefix(this.options.publicId, this.options.rendition);
     const relative = (key: string) => (key.startsWith(prefix) ? key.slice(prefix.length) : key);
     return {
       sequence: s.sequence,
@@ -317,4 +321,65 @@ export class HlsDelivery {
       discontinuity: s.discontinuity,
     };
   }
+}
+
+/** One rendition of a stream and its delivery ('' names the only one of a stream without a ladder). */
+export interface RenditionDelivery {
+  name: string;
+  delivery: HlsDelivery;
+  /** Peak bits per second, for the master playlist. */
+  bandwidth: number;
+}
+
+export interface StreamMediaOptions {
+  store: Pick<ObjectStore, 'put'>;
+  recordings: Pick<StreamRecordings, 'markReplayReady'>;
+  streamId: string;
+  publicId: string;
+  recording: boolean;
+}
+
+/** True when the renditions are an ABR ladder (then `index.m3u8` and `vod.m3u8` are master playlists). */
+const isLadder = (renditions: RenditionDelivery[]) => renditions.some((r) => r.name !== '');
+
+function masterPlaylist(renditions: RenditionDelivery[], file: 'index.m3u8' | 'vod.m3u8'): string {
+  return renderMasterPlaylist(renditions.map((r) => ({ uri: `${r.name}/${file}`, bandwidth: r.bandwidth })));
+}
+
+/** Stores the live master playlist of an ABR stream (nothing for a stream without a ladder). */
+export async function putLiveMaster(
+  renditions: RenditionDelivery[],
+  options: StreamMediaOptions,
+): Promise<void> {
+  const lead = renditions[0];
+  if (!lead || !isLadder(renditions)) return;
+  await lead.delivery.retry('master playlist', () =>
+    options.store.put(hlsPlaylistKey(options.publicId), masterPlaylist(renditions, 'index.m3u8'), {
+      contentType: HLS_CONTENT_TYPES['.m3u8'],
+      cacheControl: LIVE_PLAYLIST_CACHE,
+      durable: true,
+    }),
+  );
+}
+
+/**
+ * The stream is over: every rendition's final live playlist and VOD, then the VOD master
+ * playlist of an ABR stream, and only then the replay flag, so a replay URL never names a
+ * playlist that is not there.
+ */
+export async function finishStreamMedia(
+  renditions: RenditionDelivery[],
+  options: StreamMediaOptions,
+): Promise<void> {
+  for (const r of renditions) await r.delivery.finish();
+  const lead = renditions[0];
+  if (!options.recording || !lead) return;
+  if (isLadder(renditions))
+    await lead.delivery.retry('VOD master playlist', () =>
+      options.store.put(vodPlaylistKey(options.publicId), masterPlaylist(renditions, 'vod.m3u8'), {
+        contentType: HLS_CONTENT_TYPES['.m3u8'],
+        cacheControl: VOD_PLAYLIST_CACHE,
+      }),
+    );
+  await lead.delivery.retry('replay flag', () => options.recordings.markReplayReady(options.streamId));
 }

@@ -6,10 +6,17 @@
  * - with a retention set, recordings older than it are deleted from the
  *   ObjectStore and forgotten.
  */
+
+import { renditionBandwidth, SOURCE_RENDITION } from '../media/hls/abr-ladder.js';
 import { hlsPlaylistKey, vodPlaylistKey } from '../src/live/live-streams-service.js';
 import type { StreamRecordings } from '../src/live/stream-recordings.js';
 import type { ObjectStore } from '../src/platform/object-store/object-store.js';
-import { HlsDelivery, type HlsDeliveryLogger } from './hls-delivery.js';
+import {
+  finishStreamMedia,
+  HlsDelivery,
+  type HlsDeliveryLogger,
+  type RenditionDelivery,
+} from './hls-delivery.js';
 import { type JobLogger, PeriodicJob } from './periodic-job.js';
 
 export interface RecordingJobsOptions {
@@ -29,22 +36,37 @@ export interface RecordingJobsOptions {
 export async function finishOrphanedRecordings(options: RecordingJobsOptions): Promise<number> {
   const streams = await options.recordings.unfinished(options.orphanAfterMs);
   for (const { streamId, publicId } of streams) {
-    const delivery = await HlsDelivery.open({
-      store: options.store,
-      recordings: options.recordings,
-      streamId,
-      publicId,
-      recording: true,
-      windowSize: options.windowSize,
-      targetDurationSeconds: options.targetDurationSeconds,
-      logger: options.logger,
-    });
+    const renditions: RenditionDelivery[] = [];
+    // Every rendition the stream had ('' alone without a ladder), the source first.
+    const names = (await options.recordings.renditions(streamId)).sort(
+      (a, b) => Number(b === SOURCE_RENDITION) - Number(a === SOURCE_RENDITION),
+    );
     try {
-      for (const item of await options.recordings.timedMetadata(streamId)) delivery.addTimedMetadata(item);
-      await delivery.finish();
+      for (const name of names) {
+        const delivery = await HlsDelivery.open({
+          store: options.store,
+          recordings: options.recordings,
+          streamId,
+          publicId,
+          rendition: name,
+          recording: true,
+          windowSize: options.windowSize,
+          targetDurationSeconds: options.targetDurationSeconds,
+          logger: options.logger,
+        });
+        for (const item of await options.recordings.timedMetadata(streamId)) delivery.addTimedMetadata(item);
+        renditions.push({ name, delivery, bandwidth: renditionBandwidth(name) });
+      }
+      await finishStreamMedia(renditions, {
+        store: options.store,
+        recordings: options.recordings,
+        streamId,
+        publicId,
+        recording: true,
+      });
       options.logger.info?.({ stream: publicId }, 'orphaned recording finished');
     } finally {
-      delivery.close();
+      for (const r of renditions) r.delivery.close();
     }
   }
   return streams.length;
@@ -56,7 +78,8 @@ export async function deleteExpiredRecordings(options: RecordingJobsOptions): Pr
   const streams = await options.recordings.expired(cutoff);
   for (const { streamId, publicId } of streams) {
     const keys = await options.recordings.objectKeys(streamId);
-    keys.push(vodPlaylistKey(publicId), hlsPlaylistKey(publicId));
+    for (const name of new Set(['', ...(await options.recordings.renditions(streamId))]))
+      keys.push(vodPlaylistKey(publicId, name), hlsPlaylistKey(publicId, name));
     for (let i = 0; i < keys.length; i += 1000) await options.store.deleteMany(keys.slice(i, i + 1000));
     await options.recordings.forget(streamId);
     options.logger.info?.({ stream: publicId, objects: keys.length }, 'recording deleted (retention)');

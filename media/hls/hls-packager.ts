@@ -1,8 +1,10 @@
 /**
  * One ffmpeg process turning a publisher's FLV (on its stdin) into HLS
- * segments in a working directory: copy-transmux, 1 s target segments,
- * `temp_file` so a half-written file never carries its final name,
- * program-date-time on every segment.
+ * segments in a working directory: copy-transmux (or, for a rung of an ABR
+ * ladder, an x264/AAC encode with keyframes where the source has them, so
+ * the renditions' segments line up), 1 s target segments, `temp_file` so a
+ * half-written file never carries its final name, program-date-time on every
+ * segment.
  *
  * ffmpeg's own playlist is how we learn a segment is finished: each time it
  * is renamed into place (an inotify event) the new entries are announced
@@ -15,6 +17,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import type { AbrRung } from './abr-ladder.js';
 import { type AnnouncedSegment, parseFfmpegPlaylist } from './hls-playlist.js';
 
 export type HlsSegmentType = 'mpegts' | 'fmp4';
@@ -29,6 +32,8 @@ export interface HlsPackagerOptions {
   segmentType: HlsSegmentType;
   /** No new segment for this long while running: ffmpeg is treated as hung and killed. */
   stallTimeoutMs: number;
+  /** Transcode to this rung instead of copying the source. */
+  encode?: AbrRung;
 }
 
 /** A finished segment with the paths of its files. */
@@ -52,6 +57,36 @@ export interface HlsPackagerEvents {
 }
 
 const PLAYLIST = 'index.m3u8';
+
+/** x264 for live (no B-frames or look-ahead), capped bitrate, keyframes where the source has them; AAC stereo. */
+function encodeArgs(rung: AbrRung): string[] {
+  return [
+    '-vf',
+    `scale=-2:${rung.height}`,
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-tune',
+    'zerolatency',
+    '-b:v',
+    `${rung.videoKbps}k`,
+    '-maxrate',
+    `${rung.videoKbps}k`,
+    '-bufsize',
+    `${rung.videoKbps * 2}k`,
+    '-force_key_frames',
+    'source',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    '-b:a',
+    `${rung.audioKbps}k`,
+    '-ac',
+    '2',
+  ];
+}
 /** Entries ffmpeg keeps in its own playlist: enough to never miss one between two reads. */
 const FFMPEG_LIST_SIZE = 30;
 
@@ -91,8 +126,7 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
       'pipe:0',
       '-map',
       '0',
-      '-c',
-      'copy',
+      ...(this.options.encode ? encodeArgs(this.options.encode) : ['-c', 'copy']),
       '-f',
       'hls',
       '-hls_time',

@@ -1,8 +1,9 @@
 /**
- * HLS media playlists: reading the one ffmpeg writes (how we learn that a
+ * HLS playlists: reading the one ffmpeg writes (how we learn that a
  * segment is finished) and writing the ones players load (live window and
  * VOD), which we render ourselves so that a reconnect, an ffmpeg restart or
- * a timed-metadata event never depends on ffmpeg's view of the stream.
+ * a timed-metadata event never depends on ffmpeg's view of the stream; and
+ * the master playlist of a stream with an ABR ladder.
  */
 
 /** A segment as ffmpeg's playlist announces it. */
@@ -134,5 +135,22 @@ export function renderMediaPlaylist(options: RenderOptions): string {
     lines.push(`#EXTINF:${segment.durationSeconds.toFixed(3)},`, segment.uri);
   }
   if (options.ended) lines.push('#EXT-X-ENDLIST');
+  return `${lines.join('\n')}\n`;
+}
+
+/** One rendition in a master playlist. */
+export interface Variant {
+  /** Media playlist, relative to the master (`480p/index.m3u8`). */
+  uri: string;
+  /** Peak bits per second. */
+  bandwidth: number;
+}
+
+/** A master (multivariant) playlist: highest bandwidth first, as players try the first one first. */
+export function renderMasterPlaylist(variants: Variant[]): string {
+  const lines = ['#EXTM3U', '#EXT-X-VERSION:6', '#EXT-X-INDEPENDENT-SEGMENTS'];
+  for (const v of [...variants].sort((a, b) => b.bandwidth - a.bandwidth)) {
+    lines.push(`#EXT-X-STREAM-INF:BANDWIDTH=${v.bandwidth}`, v.uri);
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -123,4 +123,22 @@ export const liveMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0352_stream_renditions': {
+    async up(db: Kysely<unknown>) {
+      // Adaptive bitrate: a stream may be packaged in several renditions, each its own segment sequence.
+      await db.schema
+        .alterTable('streams')
+        .addColumn('abr', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+      await db.schema
+        .alterTable('stream_segments')
+        .addColumn('rendition', 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+      await db.schema.alterTable('stream_segments').dropConstraint('stream_segments_pk').execute();
+      await db.schema
+        .alterTable('stream_segments')
+        .addPrimaryKeyConstraint('stream_segments_pk', ['stream_id', 'rendition', 'sequence'])
+        .execute();
+    },
+  },
 };

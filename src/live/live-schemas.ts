@@ -57,6 +57,7 @@ const publicStreamExample = {
   endedAt: null,
   endReason: null,
   recording: true,
+  abr: false,
   createdAt: '2026-11-20T09:00:00.000Z',
   updatedAt: '2026-11-20T09:00:00.000Z',
 };
@@ -76,6 +77,10 @@ export const LiveStreamSchema = Type.Object(
       description: 'publisher_gone: the publisher left and did not return within the grace period',
     }),
     recording: Type.Boolean({ description: 'Segments are kept and a VOD playlist written' }),
+    abr: Type.Boolean({
+      description:
+        'Also packaged in the lower renditions of LIVE_ABR_LADDER; hlsUrl and replayUrl are then master playlists',
+    }),
     createdAt: DateTime,
     updatedAt: DateTime,
     ingest: Type.Optional(
@@ -222,6 +227,13 @@ export const CreateStreamBody = Type.Object(
     ),
     productIds: Type.Optional(ProductIds),
     recording: Type.Optional(Type.Boolean({ default: true, description: 'Keep segments for a VOD' })),
+    abr: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'Also transcode the ladder in LIVE_ABR_LADDER (adaptive bitrate); 400 LIVE_ABR_UNAVAILABLE when the server has none',
+      }),
+    ),
   },
   {
     additionalProperties: false,
@@ -247,6 +259,7 @@ export const UpdateStreamBody = Type.Object(
     recording: Type.Optional(
       Type.Boolean({ description: 'Only while scheduled (else STREAM_STATE_INVALID)' }),
     ),
+    abr: Type.Optional(Type.Boolean({ description: 'Only while scheduled (else STREAM_STATE_INVALID)' })),
   },
   {
     additionalProperties: false,

@@ -49,14 +49,19 @@ export function streamRoom(publicId: string): string {
   return `stream:${publicId}`;
 }
 
-/** Object key of a stream's live HLS playlist. */
-export function hlsPlaylistKey(publicId: string): string {
-  return `live/${publicId}/index.m3u8`;
+/** Where a stream's media is stored: `live/<publicId>/`, and one directory deeper for a rendition of an ABR stream. */
+export function mediaPrefix(publicId: string, rendition = ''): string {
+  return rendition ? `live/${publicId}/${rendition}/` : `live/${publicId}/`;
 }
 
-/** Object key of a stream's recording (the VOD playlist written when it ends). */
-export function vodPlaylistKey(publicId: string): string {
-  return `live/${publicId}/vod.m3u8`;
+/** Object key of a stream's live HLS playlist (the master playlist of an ABR stream), or of one rendition's. */
+export function hlsPlaylistKey(publicId: string, rendition = ''): string {
+  return `${mediaPrefix(publicId, rendition)}index.m3u8`;
+}
+
+/** Object key of a stream's recording (the VOD playlist written when it ends; a master for an ABR stream), or of one rendition's. */
+export function vodPlaylistKey(publicId: string, rendition = ''): string {
+  return `${mediaPrefix(publicId, rendition)}vod.m3u8`;
 }
 
 /**
@@ -86,6 +91,8 @@ export interface LiveStreamsOptions {
   rtmpUrl: string;
   /** STREAM_RECONNECT_GRACE_MS. */
   reconnectGraceMs: number;
+  /** The server has an ABR ladder (LIVE_ABR_LADDER): streams may ask for it. */
+  abrAvailable?: boolean;
   /**
    * Called when an event could not be published after its change was
    * committed (the Db stays the truth: the page data shows it). Without it
@@ -121,6 +128,7 @@ export interface Stream {
   endedAt: string | null;
   endReason: StreamEndReason | null;
   recording: boolean;
+  abr: boolean;
   createdAt: string;
   updatedAt: string;
   /** Present for the owner and admins. */
@@ -178,6 +186,8 @@ export interface CreateStreamInput {
   productIds?: string[];
   /** Keep the segments and write a VOD playlist. Default true. */
   recording?: boolean;
+  /** Also package the server's ABR ladder (LIVE_ABR_LADDER). Default false. */
+  abr?: boolean;
 }
 
 export interface StreamPatch {
@@ -189,6 +199,8 @@ export interface StreamPatch {
   productIds?: string[];
   /** Only while scheduled. */
   recording?: boolean;
+  /** Only while scheduled. */
+  abr?: boolean;
 }
 
 export interface StreamListQuery {
@@ -215,6 +227,8 @@ export type PublishAuth =
       publicId: string;
       ownerId: string;
       recording: boolean;
+      /** Package the server's ABR ladder besides the source. */
+      abr: boolean;
       /** The stream is already live and its publisher left within the grace period: continue it (discontinuity). */
       resume: boolean;
     }
@@ -326,6 +340,8 @@ export class LiveStreamsService {
   private readonly onTimedMetadata?: LiveStreamsOptions['onTimedMetadata'];
   private readonly audience?: LiveStreamsOptions['audience'];
 
+  private readonly abrAvailable: boolean;
+
   constructor(
     private readonly db: Db,
     options: LiveStreamsOptions,
@@ -335,6 +351,7 @@ export class LiveStreamsService {
     this.flashSales = options.flashSales;
     this.rtmpUrl = options.rtmpUrl;
     this.graceMs = options.reconnectGraceMs;
+    this.abrAvailable = options.abrAvailable ?? false;
     this.onPublishError = options.onPublishError;
     this.onTimedMetadata = options.onTimedMetadata;
     this.audience = options.audience;
@@ -358,6 +375,7 @@ export class LiveStreamsService {
     const description = checkDescription(input.description ?? '');
     const scheduledAt = input.scheduledAt ? checkDate(input.scheduledAt, 'scheduledAt') : new Date();
     const productIds = checkProductIds(input.productIds ?? []);
+    this.assertAbrAvailable(input.abr ?? false);
     await this.assertProductsVisible(user, productIds);
     for (let attempt = 0; ; attempt++) {
       const key = newStreamKey();
@@ -375,6 +393,7 @@ export class LiveStreamsService {
             key_hash: key.hash,
             key_prefix: key.prefix,
             recording: input.recording ?? true,
+            abr: input.abr ?? false,
           })
           // A public id collision (1 in 10^17 per pair) just draws another.
           .onConflict((oc) => oc.doNothing())
@@ -478,7 +497,12 @@ export class LiveStreamsService {
     if (patch.description !== undefined) set.description = checkDescription(patch.description);
     if (patch.scheduledAt !== undefined) set.scheduled_at = checkDate(patch.scheduledAt, 'scheduledAt');
     if (patch.recording !== undefined) set.recording = patch.recording;
-    const onlyWhileScheduled = patch.scheduledAt !== undefined || patch.recording !== undefined;
+    if (patch.abr !== undefined) {
+      this.assertAbrAvailable(patch.abr);
+      set.abr = patch.abr;
+    }
+    const onlyWhileScheduled =
+      patch.scheduledAt !== undefined || patch.recording !== undefined || patch.abr !== undefined;
     const productIds = patch.productIds === undefined ? undefined : checkProductIds(patch.productIds);
     if (productIds) await this.assertProductsVisible(user, productIds);
     const row = await this.db.transaction().execute(async (trx) => {
@@ -497,7 +521,7 @@ export class LiveStreamsService {
           .executeTakeFirstOrThrow();
         throw new AppError(
           'STREAM_STATE_INVALID',
-          `scheduledAt and recording can only change while the stream is scheduled; it is ${status}`,
+          `scheduledAt, recording and abr can only change while the stream is scheduled; it is ${status}`,
           { status },
         );
       }
@@ -663,6 +687,10 @@ export class LiveStreamsService {
     return event;
   }
 
+  private assertAbrAvailable(wanted: boolean): void {
+    if (wanted && !this.abrAvailable) throw new AppError('LIVE_ABR_UNAVAILABLE');
+  }
+
   // ------------------------------------------------------- ingest (RTMP) side
 
   /**
@@ -685,6 +713,7 @@ export class LiveStreamsService {
         'key_hash',
         'key_revoked_at',
         'recording',
+        'abr',
         sql<boolean>`${this.publisherActive()}`.as('active'),
         sql<boolean>`${this.withinGrace()}`.as('fresh'),
       ])
@@ -705,6 +734,7 @@ export class LiveStreamsService {
       ...ids,
       ownerId: row.owner_id,
       recording: row.recording,
+      abr: row.abr,
       resume: row.status === 'live',
     };
   }
@@ -983,6 +1013,7 @@ export class LiveStreamsService {
       endedAt: iso(row.ended_at),
       endReason: row.end_reason,
       recording: row.recording,
+      abr: row.abr,
       createdAt: row.created_at.toISOString(),
       updatedAt: row.updated_at.toISOString(),
       ...(withIngest

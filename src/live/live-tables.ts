@@ -33,6 +33,8 @@ export interface StreamsTable {
   key_prefix: string;
   key_revoked_at: Date | null;
   recording: Generated<boolean>;
+  /** Packaged with the server's ABR ladder (LIVE_ABR_LADDER) besides the source. */
+  abr: Generated<boolean>;
   /** The ingest session holding the publisher right now; null after an unpublish. */
   publisher_session: string | null;
   /** Last time an ingest confirmed the publisher (heartbeat), or when it left. */
@@ -76,6 +78,8 @@ export interface StreamPinsTable {
  */
 export interface StreamSegmentsTable {
   stream_id: string;
+  /** The rendition's name (`source`, `480p`, …) when the stream has an ABR ladder; '' otherwise. */
+  rendition: Generated<string>;
   /** From 0, across reconnects (the HLS media sequence). */
   sequence: number;
   object_key: string;

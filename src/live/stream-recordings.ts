@@ -36,12 +36,16 @@ export interface StreamIds {
 export class StreamRecordings {
   constructor(private readonly db: Db) {}
 
-  /** Records a delivered segment; a repeat of the same sequence (a retry) changes nothing. */
-  async append(streamId: string, segment: SegmentRecord): Promise<void> {
+  /**
+   * Records a delivered segment of `rendition` ('' for a stream without an ABR ladder);
+   * a repeat of the same sequence (a retry) changes nothing.
+   */
+  async append(streamId: string, segment: SegmentRecord, rendition = ''): Promise<void> {
     await this.db
       .insertInto('stream_segments')
       .values({
         stream_id: streamId,
+        rendition,
         sequence: segment.sequence,
         object_key: segment.objectKey,
         init_key: segment.initKey,
@@ -49,19 +53,21 @@ export class StreamRecordings {
         program_date_time: segment.programDateTime,
         discontinuity: segment.discontinuity,
       })
-      .onConflict((oc) => oc.columns(['stream_id', 'sequence']).doNothing())
+      .onConflict((oc) => oc.columns(['stream_id', 'rendition', 'sequence']).doNothing())
       .execute();
   }
 
-  /** The last `limit` segments in order (all when no limit), and how many discontinuities came before them. */
+  /** The last `limit` segments of a rendition in order (all when no limit), and how many discontinuities came before them. */
   async tail(
     streamId: string,
     limit?: number,
+    rendition = '',
   ): Promise<{ segments: SegmentRecord[]; discontinuitiesBefore: number }> {
     let query = this.db
       .selectFrom('stream_segments')
       .selectAll()
       .where('stream_id', '=', streamId)
+      .where('rendition', '=', rendition)
       .orderBy('sequence', 'desc');
     if (limit !== undefined) query = query.limit(limit);
     const rows = (await query.execute()).reverse();
@@ -70,6 +76,7 @@ export class StreamRecordings {
       .selectFrom('stream_segments')
       .select((eb) => eb.fn.countAll<string>().as('n'))
       .where('stream_id', '=', streamId)
+      .where('rendition', '=', rendition)
       .where('sequence', '<', first)
       .where('discontinuity', '=', true)
       .executeTakeFirstOrThrow();
@@ -86,7 +93,18 @@ export class StreamRecordings {
     };
   }
 
-  /** Object keys of every segment and init segment of the stream (for retention). */
+  /** The renditions with segments ('' alone for a stream without an ABR ladder). */
+  async renditions(streamId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('stream_segments')
+      .select('rendition')
+      .distinct()
+      .where('stream_id', '=', streamId)
+      .execute();
+    return rows.map((r) => r.rendition).sort();
+  }
+
+  /** Object keys of every segment and init segment of the stream, all renditions (for retention). */
   async objectKeys(streamId: string): Promise<string[]> {
     const rows = await this.db
       .selectFrom('stream_segments')

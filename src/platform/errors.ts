@@ -90,6 +90,10 @@ export const ErrorCatalogue = {
   STREAM_NOT_FOUND: { status: 404, message: 'No such stream' },
   STREAM_ENDED: { status: 409, message: 'The stream has ended' },
   STREAM_STATE_INVALID: { status: 409, message: 'The stream is not in a state that allows this' },
+  LIVE_ABR_UNAVAILABLE: {
+    status: 400,
+    message: 'This server has no adaptive bitrate ladder (LIVE_ABR_LADDER is empty)',
+  },
   // uploads
   UPLOAD_TOO_LARGE: { status: 413, message: 'The file is larger than the upload limit' },
   UPLOAD_TYPE_UNSUPPORTED: { status: 415, message: 'This file type cannot be uploaded' },
