@@ -4,7 +4,8 @@
  * publisher with OBS-like settings over RTMP, HLS on S3 while live, and
  * headless Chromium playing it with hls.js: the video time advances without
  * a fatal error, the pin arrives over the WebSocket and as an EXT-X-DATERANGE,
- * and after the stream ends its VOD playlist plays too.
+ * and after the stream ends its VOD playlist plays too; a stream with the
+ * ABR ladder plays through its master playlist and switches renditions.
  */
 
 import { readFileSync } from 'node:fs';
@@ -29,9 +30,16 @@ const PLAYER_HTML = `<!doctype html><html><head><meta charset="utf-8"><title>pla
 <script src="/hls.js"></script>
 <script>
   const q = new URLSearchParams(location.search);
-  window.probe = { fatal: null, errors: [], events: [], dateRanges: [] };
+  window.probe = { fatal: null, errors: [], events: [], dateRanges: [], levels: [], level: -1 };
   const video = document.getElementById('v');
   const hls = new Hls({ lowLatencyMode: true, liveSyncDurationCount: 2 });
+  window.hls = hls;
+  hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
+    window.probe.levels = data.levels.map((l) => l.bitrate);
+  });
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
+    window.probe.level = data.level;
+  });
   hls.on(Hls.Events.ERROR, (_e, data) => {
     window.probe.errors.push(data.details);
     if (data.fatal) window.probe.fatal = data.type + ':' + data.details;
@@ -59,7 +67,7 @@ await describeWithService('live end to end (RTMP → S3 → Chromium/hls.js)', p
   let pageBase: string;
 
   beforeAll(async () => {
-    stack = await startLiveStack();
+    stack = await startLiveStack({ LIVE_ABR_LADDER: '240', LIVE_MAX_TRANSCODES: '2' });
     const hlsJs = readFileSync(resolve('node_modules/hls.js/dist/hls.min.js'));
     pageServer = createServer((req, res) => {
       if (req.url?.startsWith('/hls.js'))
@@ -82,12 +90,16 @@ await describeWithService('live end to end (RTMP → S3 → Chromium/hls.js)', p
     errors: string[];
     events: Array<{ e: string; d: { id?: string } }>;
     dateRanges: string[];
+    /** BANDWIDTH of each level of a master playlist, in hls.js's order. */
+    levels: number[];
+    level: number;
     currentTime: number;
+    videoHeight: number;
   }
   // A string, so this Node-side file needs no DOM types.
   const probe = (page: Page) =>
     page.evaluate(
-      "({ ...window.probe, currentTime: document.getElementById('v').currentTime })",
+      "({ ...window.probe, currentTime: document.getElementById('v').currentTime, videoHeight: document.getElementById('v').videoHeight })",
     ) as Promise<Probe>;
 
   it('OBS-like publish plays live in Chromium with hls.js, pins arrive, and the recording plays after the end', async () => {
@@ -164,5 +176,40 @@ await describeWithService('live end to end (RTMP → S3 → Chromium/hls.js)', p
     expect(vodProbe.fatal).toBeNull();
     expect(vodProbe.dateRanges.some((r) => r.startsWith('pin-'))).toBe(true);
     await page.close();
+  });
+
+  it('an ABR stream plays through its master playlist in Chromium and switches to the lower rendition', async () => {
+    const created = (await api('POST', '/v1/streams', { title: 'ABR drop', abr: true })) as {
+      stream: { id: string };
+      streamKey: string;
+    };
+    const id = created.stream.id;
+    const publisher = startPublisher({
+      url: `rtmp://127.0.0.1:${stack.server.rtmpPort}/live/${created.streamKey}`,
+      size: '640x360',
+      keyframeSeconds: 2,
+    });
+    const page = await stack.browser.newPage();
+    try {
+      await waitFor(
+        async () => ((await api('GET', `/v1/streams/${id}`)) as { hlsUrl: string | null }).hlsUrl !== null,
+        30_000,
+      );
+      const hlsUrl = ((await api('GET', `/v1/streams/${id}`)) as { hlsUrl: string }).hlsUrl;
+      await page.goto(`${pageBase}/?src=${encodeURIComponent(hlsUrl)}`);
+      await waitFor(async () => (await probe(page)).currentTime > 1, 45_000, 250);
+      const { levels } = await probe(page);
+      expect(levels).toHaveLength(2);
+      const lowest = levels.indexOf(Math.min(...levels));
+      await page.evaluate(`window.hls.currentLevel = ${lowest}`);
+      await waitFor(async () => (await probe(page)).level === lowest, 20_000, 250);
+      await waitFor(async () => (await probe(page)).videoHeight === 240, 20_000, 250);
+      const t1 = (await probe(page)).currentTime;
+      await waitFor(async () => (await probe(page)).currentTime > t1 + 1, 20_000, 250);
+      expect((await probe(page)).fatal).toBeNull();
+    } finally {
+      await page.close();
+      await publisher.stop();
+    }
   });
 });
