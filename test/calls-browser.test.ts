@@ -6,7 +6,8 @@
  * two instances share PostgreSQL and Redis, the call's router lives on one
  * of them and the other forwards signaling over the Redis bus. Each side
  * must decode the other's video and receive its audio; mute reaches the
- * other side; a network change restarts ICE and media goes on; hanging up
+ * other side; a network change restarts ICE and media goes on; switching
+ * the camera keeps the other side decoding; hanging up
  * ends the call for both and frees the router.
  */
 import { randomUUID } from 'node:crypto';
@@ -98,7 +99,7 @@ await describeWithService(
       return page;
     };
 
-    it('shopper and agent see and hear each other; mute reaches the other side; a network change restarts ICE; hang-up ends it for both', async () => {
+    it('shopper and agent see and hear each other; mute reaches the other side; a network change restarts ICE; the camera switches; hang-up ends it for both', async () => {
       const admin = await one.t.login(['admin']);
       const agent = await one.t.login(['agent']);
       const shopper = await one.t.login();
@@ -210,6 +211,26 @@ await describeWithService(
         expect(await mediaStates.evaluate((seen) => seen)).toEqual(['reconnecting', 'connected']);
         await waitFor(
           async () => (await received(desk)).framesDecoded > beforeRestart.framesDecoded + 20,
+          20_000,
+          250,
+        );
+
+        // Switching the camera replaces the sent track without renegotiating; the agent keeps decoding.
+        const localTrack = () =>
+          watch.evaluate(
+            () =>
+              (
+                (document.getElementById('local-video') as HTMLVideoElement).srcObject as MediaStream
+              ).getVideoTracks()[0]?.id,
+          );
+        const trackBefore = await localTrack();
+        const cameras = await watch.locator('#call-camera-select option').count();
+        expect(cameras).toBeGreaterThan(0);
+        await watch.getByLabel('Camera', { exact: true }).selectOption({ index: cameras - 1 });
+        await waitFor(async () => (await localTrack()) !== trackBefore, 10_000, 100);
+        const beforeSwitch = await received(desk);
+        await waitFor(
+          async () => (await received(desk)).framesDecoded > beforeSwitch.framesDecoded + 20,
           20_000,
           250,
         );

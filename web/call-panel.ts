@@ -56,6 +56,7 @@ export class CallPanel {
   private readonly mute: HTMLButtonElement;
   private readonly camera: HTMLButtonElement;
   private readonly hangup: HTMLButtonElement;
+  private readonly cameraSelect: HTMLSelectElement;
 
   constructor(
     private readonly root: HTMLElement,
@@ -73,6 +74,7 @@ export class CallPanel {
         <button id="call-mute" type="button" class="secondary" aria-pressed="false">Mute</button>
         <button id="call-camera" type="button" class="secondary" aria-pressed="false">Camera off</button>
         <button id="call-hangup" type="button">Hang up</button>
+        <select id="call-camera-select" aria-label="Camera" hidden></select>
       </div>`;
     const q = <T extends HTMLElement>(id: string) => root.querySelector(`#${id}`) as T;
     this.status = q('call-status');
@@ -83,6 +85,10 @@ export class CallPanel {
     this.mute = q('call-mute');
     this.camera = q('call-camera');
     this.hangup = q('call-hangup');
+    this.cameraSelect = q('call-camera-select');
+    this.cameraSelect.addEventListener('change', () => {
+      this.session?.switchDevice('video', this.cameraSelect.value).catch(onError);
+    });
     this.mute.addEventListener('click', () => void this.toggle('audio'));
     this.camera.addEventListener('click', () => void this.toggle('video'));
     this.hangup.addEventListener('click', () => {
@@ -111,6 +117,7 @@ export class CallPanel {
       this.root.dataset.media = session.media;
     };
     render();
+    void this.listCameras(session);
     session.on('updated', render);
     session.on('queued', ({ position }) => {
       this.status.textContent = statusText(
@@ -142,6 +149,23 @@ export class CallPanel {
       this.local.srcObject = null;
       onEnded?.(call);
     });
+  }
+
+  /** The cameras to choose from (labels are known once the page may use one). */
+  private async listCameras(session: CallSession): Promise<void> {
+    const devices = await navigator.mediaDevices?.enumerateDevices().catch(() => []);
+    const cameras = (devices ?? []).filter((d) => d.kind === 'videoinput' && d.deviceId);
+    const current = session.localStream?.getVideoTracks()[0]?.getSettings().deviceId;
+    this.cameraSelect.replaceChildren(
+      ...cameras.map((camera, i) => {
+        const option = document.createElement('option');
+        option.value = camera.deviceId;
+        option.textContent = camera.label || `Camera ${i + 1}`;
+        option.selected = camera.deviceId === current;
+        return option;
+      }),
+    );
+    this.cameraSelect.hidden = cameras.length === 0;
   }
 
   private async toggle(kind: 'audio' | 'video'): Promise<void> {
