@@ -2,6 +2,7 @@
  * Builds the fastify instance from services that already exist. No I/O and
  * no listening here, so tests build as many apps as they like.
  */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, {
@@ -19,18 +20,18 @@ import { uploadRoutes } from './chat/upload-routes.js';
 import { analyticsRoutes } from './commerce/analytics/analytics-routes.js';
 import { catalogRoutes } from './commerce/catalog/catalog-routes.js';
 import { couponRoutes } from './commerce/coupons/coupon-routes.js';
-import { flashSaleRoutes } from './commerce/flash-sales/flash-sale-routes.js';
+import { flashSaleRoutes, soldOutShortcut } from './commerce/flash-sales/flash-sale-routes.js';
 import { orderRoutes } from './commerce/orders/orders-routes.js';
 import { liveRoutes } from './live/live-routes.js';
 import { registerErrorHandling, toAppError } from './platform/http/error-handler.js';
 import { registerHealthRoutes } from './platform/http/health-routes.js';
 import { registerMediaRoutes } from './platform/http/media-routes.js';
-import { registerMetrics } from './platform/http/metrics.js';
+import { counter, registerMetrics } from './platform/http/metrics.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { engineRateLimitStore } from './platform/http/rate-limit-store.js';
 import { buildValidator } from './platform/http/validation.js';
 import { registerWebApps } from './platform/http/web-apps.js';
-import { loggerOptions } from './platform/logger.js';
+import { LazyChildLogger, loggerOptions } from './platform/logger.js';
 import type { Services } from './services.js';
 import { VERSION } from './version.js';
 
@@ -41,7 +42,26 @@ export interface BuildAppOptions {
 
 export async function buildApp(services: Services, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { config } = services;
+  // Late taps on a sold-out flash sale are answered before Fastify sees them (see soldOutShortcut).
+  const shortcut = config.CORS_ORIGINS
+    ? null
+    : soldOutShortcut(
+        services.flashSales,
+        counter(
+          services.metrics,
+          'flash_sale_sold_out_shortcut_total',
+          'Purchases of a sold-out flash sale answered before routing (not in http_request_duration_seconds)',
+        ),
+      );
   const app = Fastify({
+    ...(shortcut
+      ? {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+            createServer((req, res) => {
+              if (!shortcut(req, res)) handler(req, res);
+            }),
+        }
+      : {}),
     ...(options.logger
       ? { loggerInstance: options.logger as FastifyBaseLogger }
       : { logger: loggerOptions(config.LOG_LEVEL) }),
@@ -50,6 +70,12 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
     trustProxy: config.TRUST_PROXY,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
+    childLoggerFactory: (logger, bindings, options) =>
+      new LazyChildLogger(
+        logger as Logger,
+        bindings,
+        options as Record<string, unknown>,
+      ) as unknown as FastifyBaseLogger,
     // Connections idle in keep-alive close at shutdown; busy ones finish their request first.
     forceCloseConnections: 'idle',
     return503OnClosing: true,

@@ -179,6 +179,30 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
     expect(final.paid).toBe(50);
   });
 
+  it('answers taps on a sold-out sale with 409 FLASH_SOLD_OUT before routing them, counted in /metrics', async () => {
+    const sale = await createSale({ quantity: 1 });
+    const buyer = await t.login();
+    expect((await purchase(sale.id, buyer.token)).status).toBe(201);
+    // Sold out is public knowledge: the answer needs no sign-in, body or key.
+    const late = await api('POST', `/v1/flash-sales/${sale.id}/purchase`, undefined, undefined, {
+      'x-request-id': 'late-tap-1',
+    });
+    expect(late.status).toBe(409);
+    expect(late.headers.get('x-request-id')).toBe('late-tap-1');
+    expect(late.headers.get('content-type')).toContain('application/json');
+    expect(await late.json()).toEqual({
+      code: 'FLASH_SOLD_OUT',
+      message: expect.any(String),
+      details: { remaining: 0 },
+    });
+    const metrics = await (await api('GET', '/metrics', undefined)).text();
+    expect(metrics).toMatch(/^flash_sale_sold_out_shortcut_total [1-9]/m);
+    // Any other route, and a sale that is not sold out, go through Fastify as before.
+    expect(
+      (await api('POST', `/v1/flash-sales/${randomUUID()}/purchase`, undefined, { quantity: 1 })).status,
+    ).toBe(401);
+  });
+
   it('publishes remaining stock on the Engine bus as units are taken and returned', async () => {
     const sale = await createSale({ quantity: 3, perUserLimit: 3 });
     const seen: number[] = [];

@@ -1,6 +1,9 @@
 /**
- * /v1/flash-sales: create, read, stop, and the purchase hot path.
+ * /v1/flash-sales: create, read, stop, and the purchase hot path; and the
+ * shortcut that answers taps on a sold-out sale before Fastify routes them.
  */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply } from 'fastify';
@@ -20,6 +23,42 @@ import {
 import type { FlashSalesService } from './flash-sales-service.js';
 
 const security = [{ bearer: [] }];
+
+/** The answer to every purchase of a sold-out sale, serialised once. */
+const SOLD_OUT_BODY = JSON.stringify({
+  code: 'FLASH_SOLD_OUT',
+  message: ErrorCatalogue.FLASH_SOLD_OUT.message,
+  details: { remaining: 0 },
+});
+const SOLD_OUT_LENGTH = String(Buffer.byteLength(SOLD_OUT_BODY));
+const PURCHASE_PATH = /^\/v1\/flash-sales\/([^/?#]+)\/purchase\/?(?:\?|$)/;
+
+/**
+ * In the seconds after a sale sells out almost every request is a late tap on Buy. This
+ * answers them from the HTTP server's request handler, before Fastify builds a request,
+ * routes, parses or authenticates anything: the same 409 `FLASH_SOLD_OUT` the route gives,
+ * for less than a trivial route costs. Returns true when it answered. (Without CORS only:
+ * with CORS_ORIGINS set the route's own `onRequest` answers, with the CORS headers.)
+ */
+export function soldOutShortcut(
+  flashSales: Pick<FlashSalesService, 'isKnownSoldOut'>,
+  onAnswer?: () => void,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    if (req.method !== 'POST' || !req.url) return false;
+    const saleId = PURCHASE_PATH.exec(req.url)?.[1];
+    if (!saleId || !flashSales.isKnownSoldOut(decodeURIComponent(saleId))) return false;
+    const requestId = req.headers['x-request-id'];
+    res.writeHead(409, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': SOLD_OUT_LENGTH,
+      'x-request-id': typeof requestId === 'string' ? requestId : randomUUID(),
+    });
+    res.end(SOLD_OUT_BODY);
+    onAnswer?.();
+    return true;
+  };
+}
 
 export async function flashSaleRoutes(
   fastify: FastifyInstance,
@@ -76,13 +115,6 @@ export async function flashSaleRoutes(
     async (request) => flashSales.stopSale(currentUser(request), request.params.id),
   );
 
-  // The answer to every purchase of a sold-out sale, serialised once.
-  const soldOutBody = JSON.stringify({
-    code: 'FLASH_SOLD_OUT',
-    message: ErrorCatalogue.FLASH_SOLD_OUT.message,
-    details: { remaining: 0 },
-  });
-
   app.post(
     '/v1/flash-sales/:id/purchase',
     {
@@ -94,7 +126,7 @@ export async function flashSaleRoutes(
           return (reply as FastifyReply)
             .status(409)
             .type('application/json; charset=utf-8')
-            .send(soldOutBody);
+            .send(SOLD_OUT_BODY);
       },
       preHandler: requirePermission('shop:buy'),
       schema: {

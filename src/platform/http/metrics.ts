@@ -3,7 +3,7 @@
  * histogram labelled by route pattern (never the raw URL, to bound cardinality).
  */
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 
 export function createMetricsRegistry(): Registry {
   const registry = new Registry();
@@ -41,4 +41,12 @@ export function registerMetrics(app: FastifyInstance, registry: Registry): void 
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });
+}
+
+/** A counter in `registry` (shared when an app is built twice on it), as a function that adds one. */
+export function counter(registry: Registry, name: string, help: string): () => void {
+  const metric =
+    (registry.getSingleMetric(name) as Counter | undefined) ??
+    new Counter({ name, help, registers: [registry] });
+  return () => metric.inc();
 }
