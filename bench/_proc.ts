@@ -13,3 +13,11 @@ export function cpuMs(pid: number): { user: number; sys: number; total: number }
   const sys = (Number(fields[12]) * 1000) / CLK_TCK;
   return { user, sys, total: user + sys };
 }
+
+/** CPU of this process's children that have exited and been waited for (cutime + cstime), in ms. */
+export function childrenCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // cutime is field 16, cstime 17.
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLK_TCK;
+}
