@@ -14,6 +14,7 @@ import { findWorkerBinary } from '../media/sfu/worker-binary.js';
 import { buildApp } from './app.js';
 import { resolveJwtSecret } from './auth/tokens.js';
 import { type Database, migrations } from './database.js';
+import { rtmpServerUrl } from './live/live-streams-service.js';
 import { type DbHandle, openDb, redactUrl } from './platform/db/db.js';
 import { createEngine } from './platform/engine/create-engine.js';
 import type { Engine } from './platform/engine/engine.js';
@@ -197,6 +198,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         () => running.start(),
         'Free the port or set RTMP_PORT (0 picks one).',
       );
+      if (!config.RTMP_PUBLIC_URL && config.RTMP_PORT === 0)
+        services.liveStreams.useRtmpUrl(rtmpServerUrl({ ...config, RTMP_PORT: running.port }));
     }
     await app.listen({ host: config.HOST, port: config.PORT });
     const address = app.server.address();

@@ -231,7 +231,7 @@ await describeWithService(
         const beforeSwitch = await received(desk);
         await waitFor(
           async () => (await received(desk)).framesDecoded > beforeSwitch.framesDecoded + 20,
-          20_000,
+          40_000,
           250,
         );
 

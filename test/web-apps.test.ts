@@ -2,7 +2,8 @@
  * The web apps in real headless Chromium, built only on the client SDK.
  * Watch: a streamer goes live (ffmpeg over RTMP), a signed-in viewer
  * watches, chats, sees the pinned product card when the video reaches the
- * pin, buys in a flash sale with live stock, asks for an agent, and the
+ * pin, buys in a flash sale with live stock, buys the pinned product with a
+ * coupon, asks for an agent, and the
  * agent answers with video on the support desk; on a phone-sized screen too.
  * Studio: a streamer signs in, schedules a stream, goes live with the key it
  * shows, pins, starts a flash sale, moderates chat, ends the show.
@@ -39,7 +40,7 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
     await stack?.close();
   });
 
-  it('a viewer watches, chats, sees the pin in sync, buys in a flash sale and talks to an agent', async () => {
+  it('a viewer watches, chats, sees the pin in sync, buys in a flash sale and with a coupon, and talks to an agent', async () => {
     const product = await stack.api<{ id: string; skus: Array<{ id: string }> }>('POST', '/v1/products', {
       title: 'Trail runner',
       category: 'shoes',
@@ -59,7 +60,8 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
     });
     const page = await stack.browser.newPage();
     const problems: string[] = [];
-    watchForProblems(page, problems);
+    // The wrong coupon code is looked up on purpose.
+    watchForProblems(page, problems, [{ status: 404, path: '/v1/coupons/validate' }]);
     try {
       await waitFor(
         async () => (await stack.api<{ hlsUrl: string | null }>('GET', `/v1/streams/${id}`)).hlsUrl !== null,
@@ -110,6 +112,37 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
         viewer.token,
       );
       expect(orders.map((o) => [o.status, o.streamId])).toEqual([['paid', id]]);
+
+      // A coupon: a wrong code is explained, a good one shows the saving and the pinned product is bought with it.
+      await stack.api('POST', '/v1/coupons', {
+        code: 'FRONTROW10',
+        type: 'percentage',
+        percentOff: 10,
+        productIds: [product.id],
+      });
+      await page.getByLabel('Coupon code').fill('NOSUCHCODE');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await waitFor(async () => (await text(page, '#coupon-status')) === 'No such coupon.', 10_000);
+      await page.getByLabel('Coupon code').fill('frontrow10');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await waitFor(
+        async () => (await text(page, '#coupon-status')).startsWith('FRONTROW10: −€8.90'),
+        10_000,
+      );
+      await page.getByRole('button', { name: 'Buy', exact: true }).click();
+      // The order's total adds the shipping fee: the discount is what the coupon changed.
+      const couponOrder = async () =>
+        (
+          await stack.api<Array<{ status: string; couponCode: string | null; discountMinor: number }>>(
+            'GET',
+            '/v1/orders',
+            undefined,
+            viewer.token,
+          )
+        ).find((o) => o.couponCode === 'FRONTROW10');
+      await waitFor(async () => (await couponOrder())?.status === 'paid', 20_000);
+      expect(await couponOrder()).toMatchObject({ status: 'paid', discountMinor: 890 });
+      expect(await text(page, '#notice')).toContain('paid');
       await page.screenshot({ path: join(ARTIFACTS, 'watch-desktop.png') });
 
       // The viewer asks for an agent; the agent answers on the support desk, sees where the
@@ -205,7 +238,8 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       await page.locator('#console').waitFor({ state: 'visible', timeout: 15_000 });
       const server = await page.locator('#obs-server').inputValue();
       const key = await page.locator('#obs-key').inputValue();
-      expect(server).toMatch(/^rtmp:\/\/.+\/live$/);
+      // The port the ingest really listens on (RTMP_PORT=0 here: one picked at start).
+      expect(server).toMatch(new RegExp(`^rtmp://[^/]+:${stack.server.rtmpPort}/live$`));
       expect(key).toMatch(/^sk_/);
       expect(await text(page, '#console-status')).toBe('scheduled');
 

@@ -37,10 +37,14 @@ export function explain(err: unknown, specific?: (err: unknown) => string | unde
 }
 
 /**
- * Wires the `#login` form (`#email`, `#password`) and resolves with the signed-in user, or
+ * Fills and wires the page's `#login` form (`#email`, `#password`) and resolves with the signed-in user, or
  * null when nobody is (the form stays visible; signing in reloads the page).
  */
 export async function signIn(onError: (err: unknown) => void): Promise<Me | null> {
+  $('login').innerHTML = `
+    <input id="email" type="email" autocomplete="email" placeholder="Email" aria-label="Email" required />
+    <input id="password" type="password" autocomplete="current-password" placeholder="Password" aria-label="Password" required />
+    <button type="submit">Sign in</button>`;
   $('login').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {

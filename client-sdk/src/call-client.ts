@@ -302,6 +302,10 @@ export class CallSession extends Emitter<CallSessionEvents> {
     const track = kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
     if (!track) throw new LiveCommerceError('MEDIA_DEVICE', `No ${kind} track from that device`);
     track.enabled = this.enabled[kind];
+    // The new track is sent before the old one stops, so the other side never sees a gap.
+    const producer = this.producers.get(kind);
+    if (producer) await producer.replaceTrack({ track });
+    else if (this.sendTransport) await this.produce(track);
     const local = this.localStreamValue ?? new MediaStream();
     this.localStreamValue = local;
     for (const old of kind === 'audio' ? local.getAudioTracks() : local.getVideoTracks()) {
@@ -309,9 +313,6 @@ export class CallSession extends Emitter<CallSessionEvents> {
       old.stop();
     }
     local.addTrack(track);
-    const producer = this.producers.get(kind);
-    if (producer) await producer.replaceTrack({ track });
-    else if (this.sendTransport) await this.produce(track);
   }
 
   /** Restarts ICE on both transports (after a network change, or when a transport failed). */

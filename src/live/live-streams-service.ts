@@ -334,7 +334,7 @@ export class LiveStreamsService {
   private readonly gateway: StreamEventPublisher;
   private readonly objectStore: Pick<ObjectStore, 'publicUrl'>;
   private readonly flashSales: Pick<FlashSalesService, 'get'>;
-  private readonly rtmpUrl: string;
+  private rtmpUrl: string;
   private readonly graceMs: number;
   private readonly onPublishError?: LiveStreamsOptions['onPublishError'];
   private readonly onTimedMetadata?: LiveStreamsOptions['onTimedMetadata'];
@@ -685,6 +685,11 @@ export class LiveStreamsService {
     };
     await this.publish(stream.public_id, 'stream.unpin', event);
     return event;
+  }
+
+  /** The ingest listens on a port chosen at start (RTMP_PORT=0): the URL streamers are given follows it. */
+  useRtmpUrl(url: string): void {
+    this.rtmpUrl = url;
   }
 
   private assertAbrAvailable(wanted: boolean): void {

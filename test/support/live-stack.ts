@@ -38,14 +38,27 @@ export async function probeLiveStack(): Promise<void> {
   readFileSync(CHROMIUM);
 }
 
-/** Console errors, page errors and failed requests of `page` go to `problems`. */
-export const watchForProblems = (page: Page, problems: string[]) => {
+/**
+ * Console errors, page errors and failed requests of `page` go to `problems`, except the
+ * client errors a test provokes on purpose (`expected`: status and path, e.g. a wrong coupon).
+ */
+export const watchForProblems = (
+  page: Page,
+  problems: string[],
+  expected: Array<{ status: number; path: string }> = [],
+) => {
+  const isExpected = (status: number, url: string) =>
+    expected.some((e) => e.status === status && url !== '' && new URL(url).pathname === e.path);
   page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(m.text());
+    if (m.type() !== 'error') return;
+    // Chromium reports every failed fetch as "Failed to load resource: … status of 404".
+    const status = Number(/status of (\d{3})/.exec(m.text())?.[1]);
+    if (!isExpected(status, m.location().url)) problems.push(m.text());
   });
   page.on('pageerror', (err) => problems.push(err.message));
   page.on('response', (res) => {
-    if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`);
+    if (res.status() >= 400 && !isExpected(res.status(), res.url()))
+      problems.push(`${res.status()} ${res.url()}`);
   });
 };
 

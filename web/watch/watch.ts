@@ -20,6 +20,8 @@ const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean)
 const room = sdk.liveRoom(streamId);
 let player: LivePlayer | null = null;
 let sale: FlashSale | null = null;
+/** A coupon code the viewer applied: used when buying the pinned product. */
+let coupon: string | null = null;
 /** Pins heard on the room, waiting for the video to reach them. */
 const pins = new Map<string, StreamPin>();
 
@@ -31,6 +33,13 @@ const explain = (err: unknown) =>
     if (isErrorCode(e, 'FLASH_ENDED')) return 'The sale has ended.';
     if (isErrorCode(e, 'CHAT_MUTED', 'CHAT_SLOW_MODE')) return 'Slow down a little.';
     if (isErrorCode(e, 'CHAT_BANNED')) return 'You cannot chat in this stream.';
+    if (isErrorCode(e, 'COUPON_NOT_FOUND')) return 'No such coupon.';
+    if (isErrorCode(e, 'COUPON_EXPIRED', 'COUPON_NOT_STARTED', 'COUPON_INACTIVE'))
+      return 'This coupon is not valid now.';
+    if (isErrorCode(e, 'COUPON_LIMIT_REACHED', 'COUPON_USER_LIMIT_REACHED')) return 'This coupon is used up.';
+    if (isErrorCode(e, 'COUPON_MIN_NOT_MET')) return 'The order is below this coupon’s minimum.';
+    if (isErrorCode(e, 'COUPON_NOT_APPLICABLE', 'COUPON_STREAM_MISMATCH', 'COUPON_CURRENCY_MISMATCH'))
+      return 'This coupon does not apply to this product.';
     return undefined;
   });
 const report = (err: unknown) => notice(explain(err));
@@ -40,13 +49,15 @@ function showPin(pin: StreamPin): void {
   const card = $('pin');
   if (!pin.product) {
     $('pin-title').textContent = `Coupon ${pin.couponCode ?? ''}`;
-    $('pin-price').textContent = 'Use it at checkout';
-    $<HTMLButtonElement>('pin-buy').hidden = true;
+    $('pin-price').textContent = 'For the pinned product';
+    $('pin-buy').textContent = 'Use code';
+    card.dataset.couponCode = pin.couponCode ?? '';
   } else {
     $('pin-title').textContent = pin.product.title;
     $('pin-price').textContent = money(pin.product.minPriceMinor, pin.product.currency);
-    $<HTMLButtonElement>('pin-buy').hidden = false;
+    $('pin-buy').textContent = 'Buy';
     card.dataset.productId = pin.product.id;
+    delete card.dataset.couponCode;
   }
   card.dataset.pinId = pin.id;
   card.hidden = false;
@@ -115,19 +126,52 @@ async function buySale(): Promise<void> {
   }
 }
 
-async function buyPinned(): Promise<void> {
+/** The line a tap on the pinned product's Buy would order: its first SKU in stock. */
+async function pinnedLine(): Promise<{ skuId: string; quantity: number } | null> {
   const productId = $('pin').dataset.productId;
-  if (!productId) return;
+  if (!productId) return null;
+  const product = await sdk.commerce.product(productId);
+  const sku = product.skus.find((s) => s.active && s.stock > 0);
+  return sku ? { skuId: sku.id, quantity: 1 } : null;
+}
+
+async function buyPinned(): Promise<void> {
+  const code = $('pin').dataset.couponCode;
+  if (code) {
+    $<HTMLInputElement>('coupon').value = code;
+    await applyCoupon();
+    return;
+  }
   try {
-    const product = await sdk.commerce.product(productId);
-    const sku = product.skus.find((s) => s.active && s.stock > 0);
-    if (!sku) {
+    const line = await pinnedLine();
+    if (!line) {
       notice('Out of stock.');
       return;
     }
-    await payFor({ items: [{ skuId: sku.id, quantity: 1 }] });
+    await payFor({ items: [line], ...(coupon ? { couponCode: coupon } : {}) });
   } catch (err) {
     notice(explain(err));
+  }
+}
+
+/** Checks the code against the pinned product and says what it gives, or why it does not apply. */
+async function applyCoupon(): Promise<void> {
+  const code = $<HTMLInputElement>('coupon').value.trim();
+  coupon = null;
+  $('coupon-status').textContent = '';
+  if (!code) return;
+  try {
+    const line = await pinnedLine();
+    if (!line) {
+      $('coupon-status').textContent = 'Applies when a product is pinned.';
+      return;
+    }
+    const quote = await sdk.commerce.validateCoupon(code, [line], streamId);
+    coupon = quote.code;
+    const saving = quote.freeShipping ? 'free shipping' : `−${money(quote.discountMinor, quote.currency)}`;
+    $('coupon-status').textContent = `${quote.code}: ${saving} on the pinned product`;
+  } catch (err) {
+    $('coupon-status').textContent = explain(err);
   }
 }
 
@@ -216,6 +260,10 @@ async function main(): Promise<void> {
   });
   $('sale-buy').addEventListener('click', () => void buySale());
   $('pin-buy').addEventListener('click', () => void buyPinned());
+  $('coupon-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    void applyCoupon();
+  });
   $('like').addEventListener('click', tapLike);
   room.on('stream.likes', ({ total }) => {
     $('likes').textContent = String(Math.max(total, Number($('likes').textContent)));
