@@ -61,7 +61,18 @@ describe('stream analytics', () => {
 
     // Viewer 1 reports a whole minute (30 s in minute 9, 30 s in minute 10); viewer 2 twenty seconds.
     expect(await t.watchTime.record(stream.id, 'u:viewer-1', 60)).toBe(true);
-    expect(await t.watchTime.record(stream.id, 'c:viewer-2', 20)).toBe(true);
+    expect(
+      await t.watchTime.record(stream.id, 'c:viewer-2', 20, {
+        bitrateKbps: 1000,
+        stalls: 2,
+        stallSeconds: 4,
+      }),
+    ).toBe(true);
+    await t.watchTime.flush();
+    // Quality sums add up across flushes.
+    expect(
+      await t.watchTime.record(stream.id, 'u:viewer-1', 0, { bitrateKbps: 3000, droppedFrames: 7 }),
+    ).toBe(true);
     await t.watchTime.flush();
     const rows = await t.db.db
       .selectFrom('stream_watch')
@@ -118,6 +129,14 @@ describe('stream analytics', () => {
         { minute: 10, viewers: 2 },
       ],
     });
+    // 4 s of rebuffering against 80 s watched; two reports with a bitrate.
+    expect(a.playback).toEqual({
+      reports: 2,
+      averageBitrateKbps: 2000,
+      stalls: 2,
+      rebufferingRatio: Math.round((4 / 84) * 10_000) / 10_000,
+      droppedFrames: 7,
+    });
     expect(a.viewers.unique).toBeGreaterThanOrEqual(2);
     expect(a.likes).toBe(7);
     expect(a.chatMessages).toBe(2);
@@ -154,5 +173,11 @@ describe('stream analytics', () => {
     expect(await wsCodeOf(ws.request('live.watch', { streamId: id, seconds: 61 }))).toBe('VALIDATION_FAILED');
     expect(await wsCodeOf(ws.request('live.watch', { streamId: id, seconds: 0 }))).toBe('VALIDATION_FAILED');
     expect(await wsCodeOf(ws.request('live.watch', { streamId: id }))).toBe('VALIDATION_FAILED');
+    expect(
+      await wsCodeOf(ws.request('live.watch', { streamId: id, seconds: 15, quality: { stalls: -1 } })),
+    ).toBe('VALIDATION_FAILED');
+    expect(
+      await wsCodeOf(ws.request('live.watch', { streamId: id, seconds: 15, quality: { fps: 30 } })),
+    ).toBe('VALIDATION_FAILED');
   });
 });

@@ -187,6 +187,15 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       expect(await desk.getByRole('table').isVisible()).toBe(true);
       await desk.context().close();
 
+      // The player reported watch time and playback quality (every 15 s of playback) for the analytics.
+      type Analytics = { watch: { totalSeconds: number }; playback: { reports: number } };
+      await waitFor(
+        async () => (await stack.api<Analytics>('GET', `/v1/streams/${id}/analytics`)).playback.reports >= 1,
+        30_000,
+      );
+      const analytics = await stack.api<Analytics>('GET', `/v1/streams/${id}/analytics`);
+      expect(analytics.watch.totalSeconds).toBeGreaterThanOrEqual(10);
+
       await page.setViewportSize({ width: 390, height: 844 });
       await page.screenshot({ path: join(ARTIFACTS, 'watch-phone.png'), fullPage: true });
       expect(await page.locator('#video').isVisible()).toBe(true);

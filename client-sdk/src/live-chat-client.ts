@@ -3,6 +3,7 @@
  * realtime client.
  */
 import type { FlashSale, StreamPin } from './commerce-client.js';
+import type { PlaybackQuality } from './live-player.js';
 import type { RealtimeClient, RoomEvent } from './realtime-client.js';
 
 export interface LiveChatMessage {
@@ -66,9 +67,13 @@ export class LiveRoom {
     return this.realtime.request('live.like', { streamId: this.streamId, count });
   }
 
-  /** Reports seconds played (feed it `LivePlayer`'s `watched` events) for the stream's watch-time analytics. */
-  reportWatch(seconds: number): Promise<{ recorded: boolean }> {
-    return this.realtime.request('live.watch', { streamId: this.streamId, seconds: Math.min(60, seconds) });
+  /** Reports seconds played and how playback went (feed it `LivePlayer`'s `watched` events) for the stream's analytics. */
+  reportWatch(seconds: number, quality?: PlaybackQuality): Promise<{ recorded: boolean }> {
+    return this.realtime.request('live.watch', {
+      streamId: this.streamId,
+      seconds: Math.min(60, seconds),
+      ...(quality ? { quality } : {}),
+    });
   }
 
   deleteMessage(messageId: string): Promise<unknown> {

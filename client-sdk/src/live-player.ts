@@ -23,8 +23,21 @@ export interface LivePlayerEvents {
   metadata: TimedMetadataCue;
   /** Playback failed for good (network or media error hls.js could not recover). */
   fatal: { type: string; details: string };
-  /** Seconds watched since the last report (every `watchReportSeconds` while playing). */
-  watched: { seconds: number };
+  /**
+   * Seconds watched since the last report (every `watchReportSeconds` while playing), with how
+   * playback went meanwhile: feed both to `LiveRoom.reportWatch`.
+   */
+  watched: { seconds: number; quality: PlaybackQuality };
+}
+
+/** How playback went since the last `watched` report. */
+export interface PlaybackQuality {
+  /** Bitrate of the rendition playing (from the master playlist; absent for a single rendition without one). */
+  bitrateKbps?: number;
+  /** Rebuffering events after playback started, and the seconds they lasted. */
+  stalls: number;
+  stallSeconds: number;
+  droppedFrames: number;
 }
 
 export interface LivePlayerOptions {
@@ -45,7 +58,22 @@ export class LivePlayer extends Emitter<LivePlayerEvents> {
   private lastTime: number | null = null;
   private closed = false;
   private manifestRetries = 0;
+  private stalls = 0;
+  private stallMs = 0;
+  private stalledAt: number | null = null;
+  private droppedFramesReported = 0;
   private readonly onTimeUpdate = () => this.tick();
+  /** Waiting for data after playback started is a stall (the first load is not). */
+  private readonly onWaiting = () => {
+    if (this.lastTime === null || this.stalledAt !== null) return;
+    this.stalls += 1;
+    this.stalledAt = Date.now();
+  };
+  private readonly onPlaying = () => {
+    if (this.stalledAt === null) return;
+    this.stallMs += Date.now() - this.stalledAt;
+    this.stalledAt = null;
+  };
 
   constructor(
     readonly video: HTMLVideoElement,
@@ -103,6 +131,8 @@ export class LivePlayer extends Emitter<LivePlayerEvents> {
       );
     }
     video.addEventListener('timeupdate', this.onTimeUpdate);
+    video.addEventListener('waiting', this.onWaiting);
+    video.addEventListener('playing', this.onPlaying);
   }
 
   /** The wall-clock time of the frame on screen (program date time), when known. */
@@ -123,6 +153,8 @@ export class LivePlayer extends Emitter<LivePlayerEvents> {
     if (this.closed) return;
     this.closed = true;
     this.video.removeEventListener('timeupdate', this.onTimeUpdate);
+    this.video.removeEventListener('waiting', this.onWaiting);
+    this.video.removeEventListener('playing', this.onPlaying);
     this.flushWatched();
     this.hls?.destroy();
   }
@@ -147,6 +179,27 @@ export class LivePlayer extends Emitter<LivePlayerEvents> {
     if (this.watchedSeconds <= 0) return;
     const seconds = Math.round(this.watchedSeconds * 10) / 10;
     this.watchedSeconds = 0;
-    this.emit('watched', { seconds });
+    this.emit('watched', { seconds, quality: this.takeQuality() });
+  }
+
+  /** Quality since the last report; the counters start again. */
+  private takeQuality(): PlaybackQuality {
+    const now = Date.now();
+    if (this.stalledAt !== null) {
+      this.stallMs += now - this.stalledAt;
+      this.stalledAt = now;
+    }
+    const dropped = this.video.getVideoPlaybackQuality?.().droppedVideoFrames ?? 0;
+    const level = this.hls && this.hls.currentLevel >= 0 ? this.hls.levels[this.hls.currentLevel] : undefined;
+    const quality: PlaybackQuality = {
+      stalls: this.stalls,
+      stallSeconds: Math.round(this.stallMs / 100) / 10,
+      droppedFrames: Math.max(0, dropped - this.droppedFramesReported),
+      ...(level?.bitrate ? { bitrateKbps: Math.round(level.bitrate / 1000) } : {}),
+    };
+    this.stalls = 0;
+    this.stallMs = 0;
+    this.droppedFramesReported = dropped;
+    return quality;
   }
 }

@@ -1,4 +1,4 @@
-import { type Kysely, type Migration, sql } from 'kysely';
+import { type ColumnDefinitionBuilder, type Kysely, type Migration, sql } from 'kysely';
 
 export const liveMigrations: Record<string, Migration> = {
   '0300_live_streams': {
@@ -138,6 +138,22 @@ export const liveMigrations: Record<string, Migration> = {
       await db.schema
         .alterTable('stream_segments')
         .addPrimaryKeyConstraint('stream_segments_pk', ['stream_id', 'rendition', 'sequence'])
+        .execute();
+    },
+  },
+  '0353_stream_playback': {
+    async up(db: Kysely<unknown>) {
+      // Players' quality reports, summed per stream (bitrate, rebuffering, dropped frames).
+      const count = (c: ColumnDefinitionBuilder) => c.notNull().defaultTo(0);
+      await db.schema
+        .createTable('stream_playback')
+        .addColumn('stream_id', 'uuid', (c) => c.primaryKey().references('streams.id').onDelete('cascade'))
+        .addColumn('reports', 'bigint', count)
+        .addColumn('bitrate_kbps_sum', 'bigint', count)
+        .addColumn('bitrate_reports', 'bigint', count)
+        .addColumn('stalls', 'bigint', count)
+        .addColumn('stall_ms', 'bigint', count)
+        .addColumn('dropped_frames', 'bigint', count)
         .execute();
     },
   },

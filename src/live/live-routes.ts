@@ -170,7 +170,7 @@ export async function liveRoutes(
         tags,
         summary: 'Stream analytics',
         description:
-          'Owner or admin: peak and unique viewers, watch time, average view duration, retention per minute, likes, chat messages, orders, revenue, revenue per minute and how each product pin converted (paid orders with the product during the pin or 5 minutes after it, ÷ viewers during the pin).',
+          'Owner or admin: peak and unique viewers, watch time, average view duration, retention per minute, playback quality (bitrate, rebuffering, dropped frames), likes, chat messages, orders, revenue, revenue per minute and how each product pin converted (paid orders with the product during the pin or 5 minutes after it, ÷ viewers during the pin).',
         security,
         params: StreamParams,
         response: {

@@ -318,6 +318,18 @@ export const StreamAnalyticsSchema = Type.Object(
         description: 'Distinct viewers per minute of the stream',
       }),
     }),
+    playback: Type.Object(
+      {
+        reports: Type.Integer(),
+        averageBitrateKbps: Type.Union([Type.Integer(), Type.Null()], {
+          description: 'Mean bitrate of the renditions viewers played',
+        }),
+        stalls: Type.Integer({ description: 'Rebuffering events' }),
+        rebufferingRatio: Type.Number({ description: 'Time rebuffering ÷ (watch time + that time)' }),
+        droppedFrames: Type.Integer(),
+      },
+      { description: "From the players' quality reports (`live.watch`)" },
+    ),
     likes: Type.Integer(),
     chatMessages: Type.Integer(),
     commerce: Type.Object({
@@ -356,6 +368,13 @@ export const StreamAnalyticsSchema = Type.Object(
           totalSeconds: 3_100_000,
           averageViewSeconds: 1051,
           retention: [{ minute: 0, viewers: 420 }],
+        },
+        playback: {
+          reports: 12_400,
+          averageBitrateKbps: 2100,
+          stalls: 96,
+          rebufferingRatio: 0.0021,
+          droppedFrames: 310,
         },
         likes: 48211,
         chatMessages: 5120,

@@ -101,10 +101,26 @@ export interface StreamWatchTable {
   seconds: number;
 }
 
+/** A bigint column: read back as a string (int8), written as a number. */
+type BigCount = ColumnType<string, number, number>;
+
+/** Playback quality players reported for a stream, as running sums. */
+export interface StreamPlaybackTable {
+  stream_id: string;
+  reports: BigCount;
+  /** Sum of the bitrates of the renditions playing, over `bitrate_reports` reports. */
+  bitrate_kbps_sum: BigCount;
+  bitrate_reports: BigCount;
+  stalls: BigCount;
+  stall_ms: BigCount;
+  dropped_frames: BigCount;
+}
+
 export interface LiveTables {
   streams: StreamsTable;
   stream_products: StreamProductsTable;
   stream_pins: StreamPinsTable;
   stream_segments: StreamSegmentsTable;
   stream_watch: StreamWatchTable;
+  stream_playback: StreamPlaybackTable;
 }

@@ -43,6 +43,16 @@ export interface StreamAnalytics {
     /** Distinct viewers per minute of the stream (minute 0 starts at `startedAt`). */
     retention: Array<{ minute: number; viewers: number }>;
   };
+  /** How playback went, from the players' reports. */
+  playback: {
+    reports: number;
+    /** Mean bitrate of the renditions viewers played (null without reports). */
+    averageBitrateKbps: number | null;
+    stalls: number;
+    /** Time spent rebuffering ÷ (watch time + that time). */
+    rebufferingRatio: number;
+    droppedFrames: number;
+  };
   likes: number;
   chatMessages: number;
   commerce: Pick<StreamCommerceStats, 'orders' | 'unitsSold' | 'revenueMinor' | 'conversion'>;
@@ -74,7 +84,7 @@ export class StreamAnalyticsService {
       ? Math.max(0, Math.round((end.getTime() - stream.started_at.getTime()) / 1000))
       : 0;
 
-    const [counts, chatMessages, commerce, watch, retention, pins] = await Promise.all([
+    const [counts, chatMessages, commerce, watch, retention, pins, playback] = await Promise.all([
       this.deps.audience.counts(publicId),
       this.deps.liveChat.messageCount(publicId),
       this.deps.commerce.stream(user, publicId),
@@ -94,7 +104,20 @@ export class StreamAnalyticsService {
         .orderBy('minute')
         .execute(),
       this.pinConversions(stream.id, publicId, stream.started_at),
+      this.db
+        .selectFrom('stream_playback')
+        .select([
+          sql<number>`reports::float8`.as('reports'),
+          sql<number>`bitrate_kbps_sum::float8`.as('bitrateSum'),
+          sql<number>`bitrate_reports::float8`.as('bitrateReports'),
+          sql<number>`stalls::float8`.as('stalls'),
+          sql<number>`stall_ms::float8`.as('stallMs'),
+          sql<number>`dropped_frames::float8`.as('droppedFrames'),
+        ])
+        .where('stream_id', '=', stream.id)
+        .executeTakeFirst(),
     ]);
+    const stallSeconds = (playback?.stallMs ?? 0) / 1000;
     const totalSeconds = Number(watch.total);
     const watchers = Number(watch.viewers);
     const minutes = Math.max(1, durationSeconds / 60);
@@ -113,6 +136,16 @@ export class StreamAnalyticsService {
         totalSeconds,
         averageViewSeconds: watchers > 0 ? Math.round(totalSeconds / watchers) : 0,
         retention: retention.map((r) => ({ minute: r.minute, viewers: Number(r.viewers) })),
+      },
+      playback: {
+        reports: playback?.reports ?? 0,
+        averageBitrateKbps: playback?.bitrateReports
+          ? Math.round(playback.bitrateSum / playback.bitrateReports)
+          : null,
+        stalls: playback?.stalls ?? 0,
+        rebufferingRatio:
+          stallSeconds > 0 ? Math.round((stallSeconds / (totalSeconds + stallSeconds)) * 10_000) / 10_000 : 0,
+        droppedFrames: playback?.droppedFrames ?? 0,
       },
       likes: counts.likes,
       chatMessages,

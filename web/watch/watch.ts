@@ -184,8 +184,8 @@ function play(src: string): void {
     if (pin) showPin(pin);
   });
   player.on('fatal', ({ details }) => notice(`Playback problem: ${details}`));
-  player.on('watched', ({ seconds }) => {
-    room.reportWatch(seconds).catch(() => undefined);
+  player.on('watched', ({ seconds, quality }) => {
+    room.reportWatch(seconds, quality).catch(() => undefined);
   });
   player.play().catch(() => undefined);
 }
