@@ -7,7 +7,8 @@
  * of them and the other forwards signaling over the Redis bus. Each side
  * must decode the other's video and receive its audio; mute reaches the
  * other side; a network change restarts ICE and media goes on; switching
- * the camera keeps the other side decoding; hanging up
+ * the camera keeps the other side decoding; a dropped WebSocket rebuilds the
+ * media after the reconnect; hanging up
  * ends the call for both and frees the router.
  */
 import { randomUUID } from 'node:crypto';
@@ -44,6 +45,23 @@ const received = (page: Page) =>
       width: video.videoWidth,
     };
   }) as Promise<Received>;
+/**
+ * The page's next two receive samples (every 5 s) show frames being decoded: the first one after
+ * now may come from a rebuilt consumer whose counters started again, so compare the two after it.
+ */
+async function decodingGoesOn(page: Page): Promise<void> {
+  const now = (await received(page)).framesDecoded;
+  let next = now;
+  await waitFor(
+    async () => {
+      next = (await received(page)).framesDecoded;
+      return next !== now;
+    },
+    20_000,
+    250,
+  );
+  await waitFor(async () => (await received(page)).framesDecoded > next, 20_000, 250);
+}
 const text = async (page: Page, selector: string) =>
   ((await page.locator(selector).textContent()) ?? '').trim();
 
@@ -99,7 +117,7 @@ await describeWithService(
       return page;
     };
 
-    it('shopper and agent see and hear each other; mute reaches the other side; a network change restarts ICE; the camera switches; hang-up ends it for both', async () => {
+    it('shopper and agent see and hear each other; mute reaches the other side; a network change restarts ICE; the camera switches; a dropped connection recovers; hang-up ends it for both', async () => {
       const admin = await one.t.login(['admin']);
       const agent = await one.t.login(['agent']);
       const shopper = await one.t.login();
@@ -197,7 +215,6 @@ await describeWithService(
 
         // A network change (the browser's `online` event) restarts ICE through the other
         // instance; media keeps flowing.
-        const beforeRestart = await received(desk);
         const mediaStates = await desk.evaluateHandle(() => {
           const seen: string[] = [];
           const panel = document.getElementById('call') as HTMLElement;
@@ -209,11 +226,7 @@ await describeWithService(
         });
         await waitFor(async () => (await text(desk, '#call-status')) === 'Connected', 15_000, 100);
         expect(await mediaStates.evaluate((seen) => seen)).toEqual(['reconnecting', 'connected']);
-        await waitFor(
-          async () => (await received(desk)).framesDecoded > beforeRestart.framesDecoded + 20,
-          20_000,
-          250,
-        );
+        await decodingGoesOn(desk);
 
         // Switching the camera replaces the sent track without renegotiating; the agent keeps decoding.
         const localTrack = () =>
@@ -228,12 +241,30 @@ await describeWithService(
         expect(cameras).toBeGreaterThan(0);
         await watch.getByLabel('Camera', { exact: true }).selectOption({ index: cameras - 1 });
         await waitFor(async () => (await localTrack()) !== trackBefore, 10_000, 100);
-        const beforeSwitch = await received(desk);
+        await decodingGoesOn(desk);
+
+        // The agent's connection drops for 2 s: after the WebSocket reconnects the session builds
+        // its transports again (the server closed the old ones) and media flows again, same call.
+        const reconnectStates = await desk.evaluateHandle(() => {
+          const seen: string[] = [];
+          const panel = document.getElementById('call') as HTMLElement;
+          new MutationObserver(() => seen.push(panel.dataset.media ?? '')).observe(panel, {
+            attributeFilter: ['data-media'],
+          });
+          return seen;
+        });
+        await desk.context().setOffline(true);
         await waitFor(
-          async () => (await received(desk)).framesDecoded > beforeSwitch.framesDecoded + 20,
-          40_000,
-          250,
+          async () => (await reconnectStates.evaluate((seen) => seen)).includes('reconnecting'),
+          10_000,
         );
+        await desk.context().setOffline(false);
+        await waitFor(
+          async () => (await reconnectStates.evaluate((seen) => seen)).at(-1) === 'connected',
+          20_000,
+        );
+        await decodingGoesOn(desk);
+        expect(await text(watch, '#call-status')).toBe('Connected');
 
         // Client reports reached the call's quality summary.
         let callId = '';

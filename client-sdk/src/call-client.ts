@@ -358,6 +358,10 @@ export class CallSession extends Emitter<CallSessionEvents> {
           packetsLost: Math.max(0, num('packetsLost') ?? 0),
         };
         bytes += common.bytesReceived;
+        // One stream per kind is the media; others (mediasoup's bandwidth probe, SSRC 1234) carry
+        // padding only: keep the one that received the most.
+        const current = s.kind === 'audio' ? stats.audio : stats.video;
+        if (current && current.packetsReceived >= common.packetsReceived) return;
         if (s.kind === 'audio') {
           const jitter = num('jitter');
           stats.audio = { ...common, jitterMs: jitter === null ? null : jitter * 1000 };
