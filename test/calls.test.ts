@@ -100,6 +100,17 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
     return agent;
   };
 
+  /** Real RTP into a call's router: a server-side participant for `userId`, fed VP8 by ffmpeg. */
+  async function feedVp8(callId: string, userId: string, ssrc: number) {
+    const media = t.media!.sfu.get(callId)!;
+    const ingest = await media.createPlainTransport(userId);
+    await media.produce(userId, ingest.id, 'video', {
+      codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }],
+      encodings: [{ ssrc }],
+    });
+    return sendVp8(ingest.port, ssrc);
+  }
+
   async function routerCount(): Promise<number> {
     let n = 0;
     for (const worker of t.media!.sfu.pool.list()) n += (await worker.dump()).routerIds.length;
@@ -550,14 +561,7 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       await api('POST', `/v1/calls/${call.id}/answer`, streamer.token);
       const ws = await connect(shopper.token);
       await ws.request('call.join', { callId: call.id });
-      // Real RTP into the call's router: a server-side participant fed by ffmpeg.
-      const media = t.media!.sfu.get(call.id)!;
-      const ingest = await media.createPlainTransport(shopper.id);
-      await media.produce(shopper.id, ingest.id, 'video', {
-        codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }],
-        encodings: [{ ssrc: 4242 }],
-      });
-      const ffmpeg = sendVp8(ingest.port, 4242);
+      const ffmpeg = await feedVp8(call.id, shopper.id, 4242);
       try {
         const job = t.jobs.find((j) => j.name === 'call-quality')!;
         await until(async () => {
@@ -663,12 +667,7 @@ await describeWithService('video calls (mediasoup worker)', probeMediasoupWorker
       await ws.request('join', { room: `call:${call.id}` });
       await ws.request('call.join', { callId: call.id });
       const media = t.media!.sfu.get(call.id)!;
-      const ingest = await media.createPlainTransport(shopper.id);
-      await media.produce(shopper.id, ingest.id, 'video', {
-        codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }],
-        encodings: [{ ssrc: 5151 }],
-      });
-      const ffmpeg = sendVp8(ingest.port, 5151);
+      const ffmpeg = await feedVp8(call.id, shopper.id, 5151);
       try {
         // The recorder's consumer is resumed and sending to its ffmpeg.
         await until(async () => {
