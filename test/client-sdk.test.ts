@@ -191,11 +191,12 @@ describe('client SDK against a running server', () => {
     await talk.send('one');
     await waitFor(async () => seen.includes('one'), 10_000);
     viewer.sockets.at(-1)?.terminate(); // the network drops
-    await waitFor(async () => viewer.sdk.realtime.state !== 'open', 10_000);
+    // (The reconnect can be back within one poll: look at the states it went through.)
+    await waitFor(async () => states.includes('reconnecting'), 10_000);
     for (const body of ['two', 'three', 'four']) await talk.send(body);
     await waitFor(async () => seen.length >= 4, 20_000);
     await talk.send('five');
-    await waitFor(async () => seen.includes('five'), 10_000);
+    await waitFor(async () => seen.includes('five'), 20_000);
     expect(seen).toEqual(['one', 'two', 'three', 'four', 'five']);
     expect(states).toContain('reconnecting');
     expect(viewer.sockets.length).toBeGreaterThanOrEqual(2);

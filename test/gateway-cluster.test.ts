@@ -316,8 +316,9 @@ await describeWithService(
         await onSurvivor.request('join', { room });
         // Fan-out through the real entry points: a publication from a third party reaches both processes.
         await publisher.publish(room, 'hello', { n: 1 });
-        await onVictim.waitForEvents(room, 1);
-        await onSurvivor.waitForEvents(room, 1);
+        // (Only the publications: a stream room also carries the servers' own `stream.viewers` counts.)
+        await onVictim.waitForEvents(room, 1, 20_000, 'hello');
+        await onSurvivor.waitForEvents(room, 1, 20_000, 'hello');
         const status = async () =>
           (
             await onSurvivor.request<{ users: Array<{ online: boolean; lastSeen: number | null }> }>(
@@ -339,7 +340,7 @@ await describeWithService(
         expect((await status()).lastSeen).toEqual(expect.any(Number));
         // The survivor keeps serving its own clients.
         await publisher.publish(room, 'hello', { n: 2 });
-        expectContiguous(await onSurvivor.waitForEvents(room, 2), 1, 2);
+        expectContiguous(await onSurvivor.waitForEvents(room, 2, 20_000, 'hello'), 1, 2);
       } finally {
         await publisher.close();
         for (const p of procs)
