@@ -197,6 +197,10 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
     });
     const metrics = await (await api('GET', '/metrics', undefined)).text();
     expect(metrics).toMatch(/^flash_sale_sold_out_shortcut_total [1-9]/m);
+    // A malformed escape in the sale id is a client error from Fastify, not a crash of the shortcut.
+    const malformed = await api('POST', '/v1/flash-sales/%E0%A4%A/purchase', undefined, { quantity: 1 });
+    expect(malformed.status).toBe(400);
+    expect((await api('GET', `/v1/flash-sales/${sale.id}`, undefined)).status).toBe(200);
     // Any other route, and a sale that is not sold out, go through Fastify as before.
     expect(
       (await api('POST', `/v1/flash-sales/${randomUUID()}/purchase`, undefined, { quantity: 1 })).status,

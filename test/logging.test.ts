@@ -4,7 +4,7 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger, redactUrlQuery } from '../src/platform/logger.js';
+import { createLogger, LazyChildLogger, redactUrlQuery } from '../src/platform/logger.js';
 import { createTestApp } from './support/app.js';
 
 function capture(): { stream: Writable; lines: () => Array<Record<string, unknown>> } {
@@ -41,6 +41,30 @@ describe('logging', () => {
     const text = JSON.stringify(line);
     for (const secret of ['hunter22', 'eyJabc', 'live_sk_1', 's3cret']) expect(text).not.toContain(secret);
     expect((line!.user as Record<string, unknown>).password).toBe('[REDACTED]');
+  });
+
+  it('builds a request logger only when the request logs at an enabled level, with its bindings and redaction', () => {
+    const { stream, lines } = capture();
+    const parent = createLogger('info', stream);
+    let children = 0;
+    const child = parent.child.bind(parent);
+    parent.child = ((...args: Parameters<typeof child>) => {
+      children++;
+      return child(...args);
+    }) as typeof parent.child;
+    const lazy = new LazyChildLogger(parent, { reqId: 'r-1' }, {});
+    lazy.debug('below the level');
+    expect(children).toBe(0);
+    expect(lazy.level).toBe('info');
+    lazy.info({ req: { headers: { authorization: 'Bearer secret' } } }, 'hello');
+    lazy.warn('again');
+    expect(children).toBe(1);
+    const written = lines();
+    expect(written.map((l) => [l.msg, l.reqId])).toEqual([
+      ['hello', 'r-1'],
+      ['again', 'r-1'],
+    ]);
+    expect(JSON.stringify(written[0])).not.toContain('secret');
   });
 
   it('cuts tokens and stream keys out of URLs', () => {

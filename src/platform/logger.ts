@@ -55,7 +55,6 @@ export function createLogger(level: string, destination?: pino.DestinationStream
 export type { Logger };
 
 type LogMethod = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-const LOG_METHODS: readonly LogMethod[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 /**
  * A request's logger, made only when the request logs something. Fastify gives every request
@@ -70,20 +69,26 @@ export class LazyChildLogger {
     private readonly parent: Logger,
     private readonly bindings: Record<string, unknown>,
     private readonly options: Record<string, unknown>,
-  ) {
-    for (const method of LOG_METHODS)
-      this[method] = (...args: unknown[]) => {
-        if (!this.parent.isLevelEnabled(method)) return;
-        (this.resolve()[method] as (...a: unknown[]) => void)(...args);
-      };
-  }
+  ) {}
 
-  fatal!: (...args: unknown[]) => void;
-  error!: (...args: unknown[]) => void;
-  warn!: (...args: unknown[]) => void;
-  info!: (...args: unknown[]) => void;
-  debug!: (...args: unknown[]) => void;
-  trace!: (...args: unknown[]) => void;
+  fatal(...args: unknown[]): void {
+    this.write('fatal', args);
+  }
+  error(...args: unknown[]): void {
+    this.write('error', args);
+  }
+  warn(...args: unknown[]): void {
+    this.write('warn', args);
+  }
+  info(...args: unknown[]): void {
+    this.write('info', args);
+  }
+  debug(...args: unknown[]): void {
+    this.write('debug', args);
+  }
+  trace(...args: unknown[]): void {
+    this.write('trace', args);
+  }
 
   get level(): string {
     return this.real?.level ?? this.parent.level;
@@ -99,6 +104,11 @@ export class LazyChildLogger {
 
   child(bindings: Record<string, unknown>, options?: Record<string, unknown>): Logger {
     return this.resolve().child(bindings, options);
+  }
+
+  private write(method: LogMethod, args: unknown[]): void {
+    if (!this.isLevelEnabled(method)) return;
+    (this.resolve()[method] as (...a: unknown[]) => void)(...args);
   }
 
   private resolve(): Logger {

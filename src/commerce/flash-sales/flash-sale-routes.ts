@@ -47,7 +47,9 @@ export function soldOutShortcut(
   return (req, res) => {
     if (req.method !== 'POST' || !req.url) return false;
     const saleId = PURCHASE_PATH.exec(req.url)?.[1];
-    if (!saleId || !flashSales.isKnownSoldOut(decodeURIComponent(saleId))) return false;
+    // Sale ids are UUIDs: an encoded one is not a sale this knows, and Fastify answers it
+    // (decoding here would throw on a malformed escape, outside any error handler).
+    if (!saleId || !flashSales.isKnownSoldOut(saleId)) return false;
     const requestId = req.headers['x-request-id'];
     res.writeHead(409, {
       'content-type': 'application/json; charset=utf-8',
