@@ -36,7 +36,8 @@ import {
   type StreamMediaOptions,
 } from '../workers/hls-delivery.js';
 import { type AbrRung, rungBandwidth, SOURCE_RENDITION } from './hls/abr-ladder.js';
-import { HlsPackager, type HlsSegmentType } from './hls/hls-packager.js';
+import { HlsPackager, type HlsSegmentType, type SegmentPackager } from './hls/hls-packager.js';
+import { TsPackager } from './hls/ts-packager.js';
 import type { IngestMetrics } from './ingest-metrics.js';
 import { RtmpServer } from './rtmp/rtmp-server.js';
 import type {
@@ -249,7 +250,7 @@ interface Run {
   sessionId: string;
   session: RtmpSession;
   /** One per rendition, fed the same FLV. */
-  packagers: HlsPackager[];
+  packagers: SegmentPackager[];
   heartbeat: NodeJS.Timeout;
   ended: Promise<void>;
 }
@@ -393,22 +394,33 @@ class StreamPipeline {
     if (this.readyTimer) clearTimeout(this.readyTimer);
   }
 
-  /** The ffmpeg of one rendition for one run; its segments go to the rendition's delivery. */
-  private packager(rendition: Rendition, runId: string, session: RtmpSession): HlsPackager {
+  /**
+   * The packager of one rendition for one run; its segments go to the rendition's delivery.
+   * A copied MPEG-TS rendition is packaged in this process; transcoded rungs and fMP4 need ffmpeg.
+   */
+  private packager(rendition: Rendition, runId: string, session: RtmpSession): SegmentPackager {
     const { options, ids } = this;
-    const packager = new HlsPackager({
-      ffmpegPath: options.ffmpegPath,
+    const common = {
       dir: join(options.workDir, ids.publicId, runId, rendition.name || 'main'),
       segmentSeconds: options.segmentSeconds,
-      segmentType: options.segmentType,
       stallTimeoutMs: Math.max(30_000, options.segmentSeconds * 20_000),
-      encode: rendition.rung ?? undefined,
-    });
+    };
+    const packager: SegmentPackager =
+      !rendition.rung && options.segmentType === 'mpegts'
+        ? new TsPackager(common)
+        : new HlsPackager({
+            ...common,
+            ffmpegPath: options.ffmpegPath,
+            segmentType: options.segmentType,
+            encode: rendition.rung ?? undefined,
+          });
     const keyOf = (file: string) => `${mediaPrefix(ids.publicId, rendition.name)}${runId}/${file}`;
     let firstOfRun = true;
     packager.on('segment', (segment) => {
       rendition.delivery.enqueue({
         path: segment.path,
+        data: segment.data,
+        release: segment.release,
         key: keyOf(segment.file),
         durationSeconds: segment.durationSeconds,
         programDateTime: segment.programDateTime,
@@ -431,7 +443,7 @@ class StreamPipeline {
             signal: exit.signal,
             stderr: exit.stderr,
           },
-          'ffmpeg failed; dropping the publisher so it reconnects',
+          'packaging failed; dropping the publisher so it reconnects',
         );
         session.kick();
       }

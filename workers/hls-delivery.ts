@@ -4,13 +4,14 @@
  * Order is the guarantee: a segment (and its fMP4 init segment, first) is
  * stored and recorded in the Db before any playlist names it, so a player
  * never asks for something missing. Uploads retry with backoff for as long
- * as the store fails; segments wait on local disk meanwhile (an outage
- * delays the stream, it loses nothing) and are deleted locally once stored.
+ * as the store fails; segments wait meanwhile (an outage delays the stream,
+ * it loses nothing): in memory when they come from the in-process packager,
+ * spilled to local disk beyond a few, and deleted locally once stored.
  * Without recording, segments that leave the live window are deleted from
  * the store too. When the stream ends, the live playlist gets EXT-X-ENDLIST
  * and, with recording, a VOD playlist of every segment is written.
  */
-import { readFile, unlink } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { DateRange, PlaylistSegment } from '../media/hls/hls-playlist.js';
 import { renderMasterPlaylist, renderMediaPlaylist } from '../media/hls/hls-playlist.js';
@@ -28,10 +29,25 @@ const IMMUTABLE = 'public, max-age=31536000, immutable';
 /** Players poll the live playlist every target duration; a cache must not serve it for longer. */
 const LIVE_PLAYLIST_CACHE = 'public, max-age=1';
 const VOD_PLAYLIST_CACHE = 'public, max-age=300';
+/** Segments held in memory while the store is slow; later ones wait on local disk. */
+const SEGMENTS_IN_MEMORY = 8;
 
-/** A finished segment on local disk, ready to deliver. */
+/** A segment waiting for the store: in memory (`data`), on disk, or on its way to disk (`spilling`). */
+interface QueuedSegment {
+  segment: LocalSegment;
+  queuedAt: number;
+  data: Buffer | null;
+  spilling: Promise<void> | null;
+}
+
+/** A finished segment, ready to deliver. */
 export interface LocalSegment {
+  /** Its file on local disk; with `data`, where it is spilled if it has to wait. */
   path: string;
+  /** The segment's bytes when the packager kept them in memory (not yet on disk). */
+  data: Buffer | null;
+  /** Called once `data` is no longer needed (stored, or spilled to disk), so the packager can reuse its memory. */
+  release?: () => void;
   /** Object key to store it under (under the delivery's `mediaPrefix`). */
   key: string;
   durationSeconds: number;
@@ -87,7 +103,8 @@ function toDateRange(item: TimedMetadata): DateRange {
 }
 
 export class HlsDelivery {
-  private readonly queue: Array<{ segment: LocalSegment; queuedAt: number }> = [];
+  private readonly queue: QueuedSegment[] = [];
+  private inMemory = 0;
   /** The live window, oldest first. */
   private window: PlaylistSegment[] = [];
   private nextSequence = 0;
@@ -132,8 +149,28 @@ export class HlsDelivery {
   /** Queues a finished segment. */
   enqueue(segment: LocalSegment): void {
     if (this.closed || this.ended) throw new HlsDeliveryClosedError('delivery is closed');
-    this.queue.push({ segment, queuedAt: Date.now() });
+    const queued: QueuedSegment = { segment, queuedAt: Date.now(), data: segment.data, spilling: null };
+    if (queued.data && this.inMemory >= SEGMENTS_IN_MEMORY) this.spill(queued);
+    if (queued.data) this.inMemory += 1;
+    this.queue.push(queued);
     this.kick();
+  }
+
+  /** Writes a waiting segment to local disk so a long outage does not hold the stream in memory. */
+  private spill(queued: QueuedSegment): void {
+    const data = queued.data as Buffer;
+    queued.spilling = writeFile(queued.segment.path, data).then(
+      () => {
+        queued.data = null;
+        this.inMemory -= 1;
+        queued.segment.release?.();
+      },
+      (err: unknown) =>
+        this.options.logger.warn?.(
+          { err, stream: this.options.publicId },
+          'segment kept in memory: spill failed',
+        ),
+    );
   }
 
   /** Adds timed metadata; it appears in the next playlist written. */
@@ -178,7 +215,7 @@ export class HlsDelivery {
     }
   }
 
-  /** Stops retrying; queued segments stay on local disk. Idempotent. */
+  /** Stops retrying: what is still queued is not delivered. Idempotent. */
   close(): void {
     this.closed = true;
     this.wake?.();
@@ -199,13 +236,17 @@ export class HlsDelivery {
 
   private async run(): Promise<void> {
     while (this.queue.length > 0) {
-      const { segment, queuedAt } = this.queue[0] as { segment: LocalSegment; queuedAt: number };
+      const queued = this.queue[0] as QueuedSegment;
+      const { segment, queuedAt } = queued;
+      await queued.spilling;
       if (segment.init && !this.storedInits.has(segment.init.key)) {
         const init = segment.init;
         await this.retry('init segment', () => this.putFile(init.path, init.key));
         this.storedInits.add(init.key);
       }
-      const bytes = await this.retry('segment', () => this.putFile(segment.path, segment.key));
+      const bytes = await this.retry('segment', () =>
+        queued.data ? this.putBytes(queued.data, segment.key) : this.putFile(segment.path, segment.key),
+      );
       const record: SegmentRecord = {
         sequence: this.nextSequence,
         objectKey: segment.key,
@@ -221,7 +262,10 @@ export class HlsDelivery {
       this.nextSequence += 1;
       this.window.push(this.toPlaylistSegment(record));
       this.options.onDelivered?.(segment, Date.now() - queuedAt);
-      await unlink(segment.path).catch(() => undefined);
+      if (queued.data) {
+        this.inMemory -= 1;
+        segment.release?.();
+      } else await unlink(segment.path).catch(() => undefined);
       // One playlist per drained batch: after an outage the backlog goes out first, then one playlist names it all.
       if (this.queue.length === 0) {
         const dropped = this.trimWindow();
@@ -268,7 +312,10 @@ export class HlsDelivery {
 
   /** Stores a file; returns its size. */
   private async putFile(path: string, key: string): Promise<number> {
-    const body = await readFile(path);
+    return this.putBytes(await readFile(path), key);
+  }
+
+  private async putBytes(body: Buffer, key: string): Promise<number> {
     await this.options.store.put(key, body, {
       contentType: HLS_CONTENT_TYPES[extname(key)] ?? 'application/octet-stream',
       cacheControl: IMMUTABLE,

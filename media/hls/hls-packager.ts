@@ -38,8 +38,13 @@ export interface HlsPackagerOptions {
 
 /** A finished segment with the paths of its files. */
 export interface PackagedSegment extends AnnouncedSegment {
+  /** On disk, or (with `data`) where to put it if it has to wait there. */
   path: string;
   initPath: string | null;
+  /** The bytes, when the packager kept them in memory instead of writing `path`. */
+  data: Buffer | null;
+  /** Hands `data`'s memory back to the packager once it is stored or on disk. */
+  release?: () => void;
 }
 
 export interface PackagerExit {
@@ -54,6 +59,16 @@ export interface PackagerExit {
 export interface HlsPackagerEvents {
   segment: [PackagedSegment];
   exit: [PackagerExit];
+}
+
+/** Turns a publisher's FLV into announced HLS segments: ffmpeg (`HlsPackager`) or in-process (`TsPackager`). */
+export interface SegmentPackager extends EventEmitter<HlsPackagerEvents> {
+  /** Starts; write FLV into the returned stream and end it when the publish ends. */
+  start(): Promise<Writable>;
+  /** Ends the input and resolves once the last segment is announced (null if never started). */
+  stop(timeoutMs?: number): Promise<PackagerExit | null>;
+  /** Stops now, without the last segment. */
+  kill(): void;
 }
 
 const PLAYLIST = 'index.m3u8';
@@ -90,7 +105,7 @@ function encodeArgs(rung: AbrRung): string[] {
 /** Entries ffmpeg keeps in its own playlist: enough to never miss one between two reads. */
 const FFMPEG_LIST_SIZE = 30;
 
-export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
+export class HlsPackager extends EventEmitter<HlsPackagerEvents> implements SegmentPackager {
   private process: ChildProcess | null = null;
   private watcher: FSWatcher | null = null;
   private lastAnnounced = '';
@@ -209,6 +224,7 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
       this.emit('segment', {
         ...segment,
         path: join(this.options.dir, segment.file),
+        data: null,
         initPath: segment.initFile ? join(this.options.dir, segment.initFile) : null,
       });
     }
