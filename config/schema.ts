@@ -260,7 +260,7 @@ export const ConfigSchema = Type.Object(
       minLength: 1,
       default: 'ffmpeg',
       description:
-        'ffmpeg executable used to package live streams into HLS (checked at start when RTMP_ENABLED).',
+        'ffmpeg executable: transcodes ABR rungs (LIVE_ABR_LADDER) and packages fMP4 streams, and is checked at start when either is set; MPEG-TS streams are copied into segments in process without it.',
     }),
     HLS_SEGMENT_SECONDS: Type.Number({
       minimum: 0.5,
@@ -271,7 +271,8 @@ export const ConfigSchema = Type.Object(
     }),
     HLS_SEGMENT_TYPE: Type.Union([Type.Literal('mpegts'), Type.Literal('fmp4')], {
       default: 'mpegts',
-      description: 'HLS segment container: MPEG-TS (.ts) or fragmented MP4 (.m4s with an init.mp4).',
+      description:
+        'HLS segment container: MPEG-TS (.ts, packaged in process) or fragmented MP4 (.m4s with an init.mp4, packaged by one ffmpeg per stream).',
     }),
     HLS_LIVE_WINDOW_SEGMENTS: Type.Integer({
       minimum: 3,

@@ -165,11 +165,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await startServices(services);
     let ingest: LiveIngest | null = null;
     if (config.RTMP_ENABLED) {
-      await checkOrExplain(
-        'ffmpeg is needed for live streams',
-        () => checkFfmpeg(config.FFMPEG_PATH),
-        'Install it (apt-get install ffmpeg), set FFMPEG_PATH, or set RTMP_ENABLED=false.',
-      );
+      // MPEG-TS copies are packaged in process; ffmpeg runs only for ABR rungs and fMP4.
+      if (config.LIVE_ABR_LADDER.trim() !== '' || config.HLS_SEGMENT_TYPE === 'fmp4')
+        await checkOrExplain(
+          'ffmpeg is needed for LIVE_ABR_LADDER and HLS_SEGMENT_TYPE=fmp4',
+          () => checkFfmpeg(config.FFMPEG_PATH),
+          'Install it (apt-get install ffmpeg), set FFMPEG_PATH, or leave both unset.',
+        );
       ingest = new LiveIngest({
         host: config.HOST,
         port: config.RTMP_PORT,

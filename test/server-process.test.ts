@@ -34,7 +34,12 @@ describe('server process on embedded defaults', () => {
   }, async () => {
     const dataDir = tempDir();
     // The bound is generous: this checks that shutdown completes cleanly, not how fast a loaded CI box does it.
-    const first = await startServerProcess({ DATA_DIR: dataDir, SHUTDOWN_TIMEOUT_MS: '60000' });
+    // No ffmpeg either: MPEG-TS live streams are packaged in process.
+    const first = await startServerProcess({
+      DATA_DIR: dataDir,
+      SHUTDOWN_TIMEOUT_MS: '60000',
+      FFMPEG_PATH: '/nonexistent/ffmpeg',
+    });
     try {
       expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
       const ready = await fetch(`${first.url}/readyz`);
@@ -82,6 +87,19 @@ describe('server process on embedded defaults', () => {
     const res = await runServerToExit({ PORT: 'eighty', DATA_DIR: tempDir() });
     expect(res.code).toBe(2);
     expect(res.stderr.trim()).toBe('Invalid configuration: PORT must be a number, got "eighty"');
+  });
+
+  it('exits with one clear line naming ffmpeg when an ABR ladder needs it and it is missing', async () => {
+    const res = await runServerToExit({
+      LIVE_ABR_LADDER: '480',
+      FFMPEG_PATH: '/nonexistent/ffmpeg',
+      DATA_DIR: tempDir(),
+    });
+    expect(res.code).toBe(1);
+    const line = res.stderr.trim().split('\n').pop() ?? '';
+    expect(line).toMatch(
+      /^Cannot start: ffmpeg is needed for LIVE_ABR_LADDER .*\/nonexistent\/ffmpeg.*Install it/,
+    );
   });
 
   it('exits with one clear line naming Redis when REDIS_URL is unreachable', async () => {
