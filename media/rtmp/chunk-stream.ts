@@ -32,6 +32,11 @@ export interface RtmpMessage {
   /** Milliseconds, 32 bits, as the publisher counts them (decode time for video). */
   timestamp: number;
   payload: Buffer;
+  /**
+   * The payload's allocation with the reader's `framing` room before and after
+   * it (a received message only), for the consumer to wrap it without a copy.
+   */
+  framed?: Buffer;
 }
 
 export class ChunkStreamError extends Error {
@@ -45,7 +50,7 @@ interface ChunkStreamState {
   type: number;
   streamId: number;
   extended: boolean;
-  /** The message being assembled, if a chunk of it has arrived. */
+  /** The message being assembled (with its framing room), if a chunk of it has arrived. */
   payload: Buffer | null;
   received: number;
 }
@@ -55,6 +60,8 @@ export interface ChunkReaderOptions {
   maxMessageBytes: number;
   /** Most chunk streams a peer may open (memory bound). */
   maxChunkStreams?: number;
+  /** Bytes left free before and after each message's payload in `framed` (an FLV tag's header and size). */
+  framing?: { before: number; after: number };
 }
 
 /** Reassembles messages from chunks. Feed it socket data; it returns whole messages. */
@@ -65,10 +72,14 @@ export class ChunkReader {
   private pending: Buffer | null = null;
   private readonly maxMessageBytes: number;
   private readonly maxChunkStreams: number;
+  private readonly before: number;
+  private readonly after: number;
 
   constructor(options: ChunkReaderOptions) {
     this.maxMessageBytes = options.maxMessageBytes;
     this.maxChunkStreams = options.maxChunkStreams ?? 64;
+    this.before = options.framing?.before ?? 0;
+    this.after = options.framing?.after ?? 0;
   }
 
   /** Parses as many chunks as `data` (after any leftover) holds; calls `onMessage` per whole message. */
@@ -167,17 +178,18 @@ export class ChunkReader {
       }
       if (state.length > this.maxMessageBytes)
         throw new ChunkStreamError(`message of ${state.length} bytes exceeds ${this.maxMessageBytes}`);
-      state.payload = Buffer.allocUnsafe(state.length);
+      state.payload = Buffer.allocUnsafe(this.before + state.length + this.after);
       state.received = 0;
     }
-    const payload = state.payload as Buffer;
-    buf.copy(payload, state.received, pos, pos + size);
+    const framed = state.payload as Buffer;
+    buf.copy(framed, this.before + state.received, pos, pos + size);
     state.received += size;
     pos += size;
     if (state.received === state.length) {
       state.payload = null;
       state.received = 0;
-      onMessage({ type: state.type, streamId: state.streamId, timestamp: state.timestamp, payload });
+      const payload = framed.subarray(this.before, this.before + state.length);
+      onMessage({ type: state.type, streamId: state.streamId, timestamp: state.timestamp, payload, framed });
     }
     return pos - start;
   }

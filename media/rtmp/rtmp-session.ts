@@ -73,6 +73,9 @@ const CONTROL_CHUNK_STREAM = 2;
 const COMMAND_CHUNK_STREAM = 3;
 const PUBLISH_STREAM_ID = 1;
 const FLV_HEADER = Buffer.from([0x46, 0x4c, 0x56, 0x01, 0x05, 0, 0, 0, 9, 0, 0, 0, 0]);
+const FLV_TAG_HEADER = 11;
+/** The PreviousTagSize after each tag. */
+const FLV_TAG_SIZE = 4;
 
 const STATUS_BY_REFUSAL: Record<PublishRefusal, { code: string; description: string }> = {
   unauthorized: { code: 'NetStream.Publish.Unauthorized', description: 'Stream key refused' },
@@ -95,7 +98,7 @@ export class RtmpSession extends EventEmitter<RtmpSessionEvents> {
   private lastAck = 0;
   private peerWindow = WINDOW_ACK_SIZE;
   private readonly setupTimer: NodeJS.Timeout;
-  /** FLV tags of the socket read being handled, written as one buffer. */
+  /** FLV tags of the socket read being handled, written together (corked). */
   private batch: Buffer[] = [];
   private outChunkSize = 128;
   private closeEmitted = false;
@@ -107,7 +110,10 @@ export class RtmpSession extends EventEmitter<RtmpSessionEvents> {
     private readonly options: RtmpSessionOptions,
   ) {
     super();
-    this.reader = new ChunkReader({ maxMessageBytes: options.maxMessageBytes });
+    this.reader = new ChunkReader({
+      maxMessageBytes: options.maxMessageBytes,
+      framing: { before: FLV_TAG_HEADER, after: FLV_TAG_SIZE },
+    });
     socket.setNoDelay(true);
     socket.setTimeout(options.idleTimeoutMs, () => this.fail(new Error('connection idle')));
     this.setupTimer = setTimeout(
@@ -172,13 +178,13 @@ export class RtmpSession extends EventEmitter<RtmpSessionEvents> {
   private readChunks(data: Buffer): void {
     this.reader.push(data, (message) => this.onMessage(message));
     if (this.batch.length > 0 && this.target) {
-      const flv = this.batch.length === 1 ? (this.batch[0] as Buffer) : Buffer.concat(this.batch);
-      this.batch = [];
+      const { flv } = this.target;
+      this.writeBatch(flv);
       // Backpressure: a slow transmuxer slows the publisher's TCP window rather than filling memory.
-      if (!this.target.flv.write(flv)) {
+      if (flv.writableNeedDrain) {
         this.waitingForDrain = true;
         this.socket.pause();
-        this.target.flv.once('drain', () => {
+        flv.once('drain', () => {
           this.waitingForDrain = false;
           this.resumeReading();
         });
@@ -209,7 +215,7 @@ export class RtmpSession extends EventEmitter<RtmpSessionEvents> {
       case MessageType.Audio:
       case MessageType.Video:
         if (this.phase === 'publishing' && message.payload.length > 0)
-          this.addTag(message.type, message.timestamp, message.payload);
+          this.addTag(message.type, message.timestamp, message.payload, message.framed);
         return;
       case MessageType.DataAmf0:
       case MessageType.DataAmf3:
@@ -245,16 +251,28 @@ export class RtmpSession extends EventEmitter<RtmpSessionEvents> {
     this.addTag(MessageType.DataAmf0, message.timestamp, body);
   }
 
-  private addTag(type: number, timestamp: number, payload: Buffer): void {
-    const header = Buffer.allocUnsafe(11);
-    header[0] = type;
-    header.writeUIntBE(payload.length, 1, 3);
-    header.writeUIntBE(timestamp & 0xffffff, 4, 3);
-    header[7] = (timestamp >>> 24) & 0xff;
-    header.writeUIntBE(0, 8, 3);
-    const trailer = Buffer.allocUnsafe(4);
-    trailer.writeUInt32BE(11 + payload.length);
-    this.batch.push(header, payload, trailer);
+  /** Frames a message as an FLV tag: in the room the chunk reader left around it when there is, else in a copy. */
+  private addTag(type: number, timestamp: number, payload: Buffer, framed?: Buffer): void {
+    const tag =
+      framed && framed.length === FLV_TAG_HEADER + payload.length + FLV_TAG_SIZE
+        ? framed
+        : Buffer.allocUnsafe(FLV_TAG_HEADER + payload.length + FLV_TAG_SIZE);
+    if (tag !== framed) payload.copy(tag, FLV_TAG_HEADER);
+    tag[0] = type;
+    tag.writeUIntBE(payload.length, 1, 3);
+    tag.writeUIntBE(timestamp & 0xffffff, 4, 3);
+    tag[7] = (timestamp >>> 24) & 0xff;
+    tag.writeUIntBE(0, 8, 3);
+    tag.writeUInt32BE(FLV_TAG_HEADER + payload.length, FLV_TAG_HEADER + payload.length);
+    this.batch.push(tag);
+  }
+
+  /** One write per tag, corked: the tags go out together (one writev into a pipe), with no concatenated copy. */
+  private writeBatch(flv: Writable): void {
+    flv.cork();
+    for (const tag of this.batch) flv.write(tag);
+    this.batch = [];
+    flv.uncork();
   }
 
   private onCommand(message: RtmpMessage): void {
@@ -409,8 +427,7 @@ export class RtmpSession extends EventEmitter<RtmpSessionEvents> {
   }
 
   private flushBatch(target: PublishTarget): void {
-    if (this.batch.length > 0) target.flv.write(Buffer.concat(this.batch));
-    this.batch = [];
+    if (this.batch.length > 0) this.writeBatch(target.flv);
   }
 
   /** Destroys the socket; its `close` event emits ours. */
