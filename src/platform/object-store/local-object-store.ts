@@ -179,8 +179,10 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   /**
-   * Creates `<dir>/.<name>~<random>.tmp` and returns its handle. Retries when
-   * a concurrent delete prunes the just-created directory.
+   * Creates `<dir>/.<name>~<random>.tmp` and returns its handle. The directory
+   * is made only when the open finds it missing (most puts go to one that
+   * exists: one syscall instead of three), and made again when a concurrent
+   * delete prunes it in between.
    */
   private async openTemp(target: string, key: string): Promise<{ fh: FileHandle; path: string }> {
     const dir = dirname(target);
@@ -188,11 +190,17 @@ export class LocalObjectStore implements ObjectStore {
     for (let attempt = 0; ; attempt++) {
       const path = join(dir, `.${name}~${randomBytes(6).toString('hex')}.tmp`);
       try {
-        await mkdir(dir, { recursive: true });
         return { fh: await open(path, 'wx', 0o644), path };
       } catch (err) {
         const code = errCode(err);
-        if (code === 'ENOENT' && attempt < 5) continue; // parent pruned by a concurrent delete
+        if (code === 'ENOENT' && attempt < 5) {
+          await mkdir(dir, { recursive: true }).catch((mkdirErr: unknown) => {
+            const mkdirCode = errCode(mkdirErr);
+            if (mkdirCode === 'ENOTDIR' || mkdirCode === 'EEXIST') throw conflict(key, mkdirErr);
+            throw mkdirErr;
+          });
+          continue;
+        }
         if (code === 'ENOTDIR' || code === 'EEXIST') throw conflict(key, err);
         throw err;
       }
