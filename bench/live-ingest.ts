@@ -1,12 +1,13 @@
 /**
  * `npm run bench -- live-ingest [K] [SECONDS]`: K streams of a pre-encoded
  * 720p input (1 s keyframes, copied, never re-encoded) published over RTMP
- * through the whole pipeline (our RTMP ingest, one ffmpeg transmux per
- * stream, delivery to the object store with its Db record) versus, in the
+ * through the whole pipeline (our RTMP ingest, the in-process MPEG-TS
+ * packager, delivery to the object store with its Db record) versus, in the
  * same run, the same K inputs through bare `ffmpeg -c copy -f hls` to a local
  * directory.
  *
- * cpu_ratio = CPU of the server process and its ffmpeg children over a
+ * cpu_ratio = CPU of the server process and its children (ffmpeg, when
+ * a stream needs one; the idle mediasoup workers) over a
  * steady window ÷ CPU of the K bare ffmpeg processes over the same length
  * of window. The publishers (OBS's part) are counted on neither side.
  * first_segment_s: publish start → the stream's playlist (hence its first

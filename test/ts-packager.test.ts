@@ -34,9 +34,9 @@ function probe(path: string, stream: 'v' | 'a', entries: string): string[] {
 async function packageFlv(
   dir: string,
   flv: Buffer,
-  { end = true, chunk = 7_919 } = {},
+  { end = true, chunk = 7_919, maxSegmentBytes = undefined as number | undefined } = {},
 ): Promise<{ segments: PackagedSegment[]; exit: Promise<PackagerExit | null>; packager: TsPackager }> {
-  const packager = new TsPackager({ dir, segmentSeconds: 1, stallTimeoutMs: 30_000 });
+  const packager = new TsPackager({ dir, segmentSeconds: 1, stallTimeoutMs: 30_000, maxSegmentBytes });
   const segments: PackagedSegment[] = [];
   packager.on('segment', (s) => {
     expect(existsSync(s.path)).toBe(false);
@@ -151,6 +151,13 @@ describe('TsPackager (FLV → MPEG-TS segments in process)', () => {
     expect(await hevc.exit).toMatchObject({ clean: false, stderr: expect.stringContaining('not H.264') });
     const mp3 = await packageFlv(join(work, 'run5'), Buffer.concat([header, tag(8, [0x2f, 0xff, 0xfb])]));
     expect(await mp3.exit).toMatchObject({ clean: false, stderr: expect.stringContaining('not AAC') });
+  });
+
+  it('a segment that outgrows the memory bound (no keyframe to cut at) fails the run', async () => {
+    // The source's GOP is 1 s; a bound below one GOP's size cannot be met.
+    const { segments, exit } = await packageFlv(join(work, 'run7'), flv, { maxSegmentBytes: 20_000 });
+    expect(await exit).toMatchObject({ clean: false, stderr: 'segment too large: no keyframe to cut at' });
+    expect(segments).toEqual([]);
   });
 
   it('a publish that ends before its first keyframe ends clean with no segment', async () => {

@@ -25,6 +25,7 @@ import {
   annexBPieces,
   readAudioTag,
   readVideoTag,
+  UnsupportedMediaError,
   writeAdtsHeader,
 } from '../flv/flv-codecs.js';
 import { FlvReader, type FlvTag, FlvTagType } from '../flv/flv-reader.js';
@@ -38,9 +39,12 @@ export interface TsPackagerOptions {
   segmentSeconds: number;
   /** No segment finished for this long while input flows: the run fails (a publisher without keyframes). */
   stallTimeoutMs: number;
+  /** A segment growing past this without a keyframe to cut at fails the run (memory bound). Default 64 MiB. */
+  maxSegmentBytes?: number;
 }
 
 const TICKS_PER_MS = 90;
+const DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
 /** Media time 0 is at 1 s, so audio a little before the first keyframe keeps a positive timestamp. */
 const TIMESTAMP_OFFSET_MS = 1000;
 /**
@@ -123,6 +127,8 @@ export class TsPackager extends EventEmitter<HlsPackagerEvents> implements Segme
   private onTag(tag: FlvTag): void {
     if (tag.type === FlvTagType.Video) this.onVideo(tag);
     else if (tag.type === FlvTagType.Audio) this.onAudio(tag);
+    if (this.segment && this.segment.out.length > (this.options.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES))
+      throw new UnsupportedMediaError('segment too large: no keyframe to cut at');
   }
 
   private onVideo(tag: FlvTag): void {
