@@ -9,17 +9,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SegmentRecord } from '../src/live/stream-recordings.js';
-import type { ObjectBody } from '../src/platform/object-store/object-store.js';
+import type { ObjectBody, PutOptions } from '../src/platform/object-store/object-store.js';
 import { HlsDelivery } from '../workers/hls-delivery.js';
 import { waitFor } from './support/server-process.js';
 
 class FlakyStore {
   failing = false;
   readonly objects = new Map<string, Buffer>();
+  readonly durable = new Map<string, boolean | undefined>();
 
-  async put(key: string, body: ObjectBody): Promise<void> {
+  async put(key: string, body: ObjectBody, options?: PutOptions): Promise<void> {
     if (this.failing) throw new Error('injected outage');
     this.objects.set(key, Buffer.isBuffer(body) ? body : Buffer.from(body as string));
+    this.durable.set(key, options?.durable);
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
@@ -31,10 +33,8 @@ describe('HlsDelivery', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lcs-delivery-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('stores in-memory segments; in an outage spills all but a few to disk, then stores every one in order and removes the files', async () => {
-    const store = new FlakyStore();
-    const records: SegmentRecord[] = [];
-    const delivery = await HlsDelivery.open({
+  const open = (store: FlakyStore, records: SegmentRecord[], recording: boolean) =>
+    HlsDelivery.open({
       store,
       recordings: {
         append: async (_id, record) => {
@@ -44,13 +44,18 @@ describe('HlsDelivery', () => {
       },
       streamId: 's1',
       publicId: 'p1',
-      recording: true,
+      recording,
       windowSize: 5,
       targetDurationSeconds: 1,
       retryBaseMs: 20,
       retryMaxMs: 50,
       logger: {},
     });
+
+  it('stores in-memory segments; in an outage spills all but a few to disk, then stores every one in order and removes the files', async () => {
+    const store = new FlakyStore();
+    const records: SegmentRecord[] = [];
+    const delivery = await open(store, records, true);
     const released = new Set<number>();
     const segment = (i: number) => ({
       release: () => released.add(i),
@@ -87,6 +92,25 @@ describe('HlsDelivery', () => {
     expect(released.size).toBe(21);
     const playlist = store.objects.get('live/p1/index.m3u8')?.toString() ?? '';
     expect(playlist).toContain('seg_20.ts');
+    // Recorded segments become the VOD: flushed to disk by the store.
+    expect(store.durable.get('live/p1/run/seg_0.ts')).toBe(true);
+    delivery.close();
+  });
+
+  it('segments of a stream without a recording are stored without a flush to disk', async () => {
+    const store = new FlakyStore();
+    const delivery = await open(store, [], false);
+    delivery.enqueue({
+      path: join(dir, 'x.ts'),
+      data: Buffer.from('x'),
+      key: 'live/p1/run/x.ts',
+      durationSeconds: 1,
+      programDateTime: null,
+      init: null,
+      discontinuity: true,
+    });
+    await delivery.drain();
+    expect(store.durable.get('live/p1/run/x.ts')).toBe(false);
     delivery.close();
   });
 });

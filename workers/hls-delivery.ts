@@ -319,6 +319,8 @@ export class HlsDelivery {
     await this.options.store.put(key, body, {
       contentType: HLS_CONTENT_TYPES[extname(key)] ?? 'application/octet-stream',
       cacheControl: IMMUTABLE,
+      // Without a recording a segment lives for one live window: not worth a flush to disk.
+      durable: this.options.recording,
     });
     return body.length;
   }
