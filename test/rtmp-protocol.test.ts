@@ -222,4 +222,51 @@ describe('RtmpServer', () => {
     expect(errors.length).toBe(2);
     expect(server.connectionCount).toBe(0);
   });
+
+  it('answers every read before the publish at once: an Acknowledgement when there is nothing else to say', async () => {
+    server = new RtmpServer({
+      host: '127.0.0.1',
+      port: 0,
+      onPublish: async () => ({ accept: false, reason: 'unauthorized' }),
+    });
+    await server.listen();
+    const socket = connect(server.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const received: Buffer[] = [];
+    let bytes = 0;
+    const waitForBytes = (n: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (bytes >= n) {
+            socket.off('data', onData);
+            resolve();
+          }
+        };
+        const onData = (chunk: Buffer) => {
+          received.push(chunk);
+          bytes += chunk.length;
+          check();
+        };
+        socket.on('data', onData);
+        check();
+      });
+    const handshake = 1 + HANDSHAKE_SIZE * 2;
+    socket.write(Buffer.concat([Buffer.from([3]), randomBytes(HANDSHAKE_SIZE)]));
+    await waitForBytes(handshake);
+    // C2 alone: nothing to answer but its receipt, which must not wait for TCP's delayed ACK.
+    socket.write(randomBytes(HANDSHAKE_SIZE));
+    await waitForBytes(handshake + 16);
+    const messages: RtmpMessage[] = [];
+    new ChunkReader({ maxMessageBytes: 1024 }).push(Buffer.concat(received).subarray(handshake), (m) =>
+      messages.push(m),
+    );
+    expect(messages.map((m) => m.type)).toEqual([3]);
+    expect(messages[0]?.payload.readUInt32BE(0)).toBe(1 + HANDSHAKE_SIZE * 2);
+    // A control message the server does not answer (a client's Window Acknowledgement Size) is acknowledged too.
+    const windowSize = Buffer.alloc(4);
+    windowSize.writeUInt32BE(2_500_000);
+    socket.write(encodeMessage(2, { type: 5, streamId: 0, timestamp: 0, payload: windowSize }, 128));
+    await waitForBytes(handshake + 32);
+    socket.destroy();
+  });
 });
