@@ -112,7 +112,7 @@ export class TsPackager extends EventEmitter<HlsPackagerEvents> implements Segme
     return this.input;
   }
 
-  /** Ends the input: the last segment is written and announced, then `exit` (clean). */
+  /** Ends the input: the open segment is announced, then `exit` (clean). */
   async stop(): Promise<PackagerExit | null> {
     if (!this.input || !this.exited) return null;
     if (!this.exit) this.input.end();
