@@ -61,7 +61,7 @@ type StreamsPort = Pick<
   LiveStreamsService,
   | 'authenticatePublish'
   | 'markLive'
-  | 'touchPublisher'
+  | 'touchPublishers'
   | 'markDisconnected'
   | 'setMediaOrigin'
   | 'endAbandoned'
@@ -116,6 +116,8 @@ export class LiveIngest {
   private readonly opening = new Map<string, Promise<StreamPipeline>>();
   private transcodes = 0;
   private closed = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private touching = false;
 
   constructor(readonly options: LiveIngestOptions) {
     this.rtmp = new RtmpServer({
@@ -144,6 +146,31 @@ export class LiveIngest {
 
   async start(): Promise<void> {
     await this.rtmp.listen();
+    this.heartbeat = setInterval(
+      () => void this.touchPublishers(),
+      this.options.liveStreams.publisherHeartbeatMs,
+    );
+    this.heartbeat.unref();
+  }
+
+  /**
+   * Confirms every publisher connected here in one Db statement (not one per
+   * stream), and drops those whose stream ended, whose key was revoked or
+   * whose publish another session took over.
+   */
+  private async touchPublishers(): Promise<void> {
+    if (this.touching) return;
+    const publishers = [...this.pipelines.values()].flatMap((p) => p.publisher ?? []);
+    if (publishers.length === 0) return;
+    this.touching = true;
+    try {
+      const still = await this.options.liveStreams.touchPublishers(publishers);
+      for (const p of publishers) if (!still.has(p.streamId)) p.kick();
+    } catch (err) {
+      this.options.logger.warn({ err, streams: publishers.length }, 'publisher heartbeat failed');
+    } finally {
+      this.touching = false;
+    }
   }
 
   /**
@@ -154,6 +181,7 @@ export class LiveIngest {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
     await this.rtmp.close();
     await Promise.all([...this.pipelines.values()].map((p) => p.close()));
   }
@@ -251,7 +279,8 @@ interface Run {
   session: RtmpSession;
   /** One per rendition, fed the same FLV. */
   packagers: SegmentPackager[];
-  heartbeat: NodeJS.Timeout;
+  /** Still publishing (its end has not begun): the heartbeat confirms it. */
+  live: boolean;
   ended: Promise<void>;
 }
 
@@ -342,6 +371,19 @@ class StreamPipeline {
     return pipeline;
   }
 
+  /** The publisher connected here now, for the ingest's heartbeat; `kick` drops it if it is still the one. */
+  get publisher(): { streamId: string; sessionId: string; kick: () => void } | null {
+    const run = this.run;
+    if (!run?.live) return null;
+    return {
+      streamId: this.ids.streamId,
+      sessionId: run.sessionId,
+      kick: () => {
+        if (this.run === run && run.live) run.session.kick();
+      },
+    };
+  }
+
   /** A publisher connection starts (or resumes) the stream here. */
   async startRun(session: RtmpSession, sessionId: string): Promise<PublishTarget> {
     // A previous run of this stream still finishing (its publisher just dropped): let it write its last segment first.
@@ -351,7 +393,6 @@ class StreamPipeline {
     }
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = null;
-    const { options, ids } = this;
     const runId = Date.now().toString(36);
     const packagers = this.renditions.map((rendition) => this.packager(rendition, runId, session));
     const flv = fanOut(await Promise.all(packagers.map((p) => p.start())));
@@ -364,16 +405,8 @@ class StreamPipeline {
       ended: new Promise<void>((resolve) => {
         endRun = resolve;
       }),
-      heartbeat: setInterval(() => {
-        options.liveStreams.touchPublisher(ids.streamId, { sessionId }).then(
-          (still) => {
-            if (!still) session.kick();
-          },
-          (err: unknown) => options.logger.warn({ err, stream: ids.publicId }, 'publisher heartbeat failed'),
-        );
-      }, options.liveStreams.publisherHeartbeatMs),
+      live: true,
     };
-    run.heartbeat.unref();
     this.run = run;
     return {
       flv,
@@ -506,7 +539,7 @@ class StreamPipeline {
 
   private async endRun(run: Run, reason: PublishEndReason): Promise<void> {
     const { options, ids } = this;
-    clearInterval(run.heartbeat);
+    run.live = false;
     // Free the stream first: the encoder may reconnect while ffmpeg is still writing its last segment.
     await options.liveStreams
       .markDisconnected(ids.streamId, { sessionId: run.sessionId })

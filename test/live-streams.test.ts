@@ -73,6 +73,9 @@ function liveStreamsSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Pr
     expect(res.statusCode, res.body).toBe(201);
     return res.json() as { stream: { id: string }; rtmpUrl: string; streamKey: string };
   };
+  /** One publisher's heartbeat: may it go on? */
+  const touch = async (streamId: string, sessionId: string) =>
+    (await live.touchPublishers([{ streamId, sessionId }])).has(streamId);
   const rowOf = (publicId: string) =>
     t.db.db.selectFrom('streams').selectAll().where('public_id', '=', publicId).executeTakeFirstOrThrow();
   /** Moves the publisher's last sighting `ms` into the past. */
@@ -167,9 +170,21 @@ function liveStreamsSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Pr
 
     // Revoking while live: the ingest's next heartbeat is told to drop the publisher.
     expect(await live.markLive(auth.streamId, { sessionId: 'S' })).toMatchObject({ publishing: true });
-    expect(await live.touchPublisher(auth.streamId, { sessionId: 'S' })).toBe(true);
+    expect(await touch(auth.streamId, 'S')).toBe(true);
     await call('POST', `/v1/streams/${stream.id}/key/revoke`, streamer);
-    expect(await live.touchPublisher(auth.streamId, { sessionId: 'S' })).toBe(false);
+    expect(await touch(auth.streamId, 'S')).toBe(false);
+    // An instance confirms all its publishers in one statement: only the revoked one is to be dropped.
+    const other = await createStream();
+    const otherAuth = ok(await live.authenticatePublish(other.streamKey));
+    expect(await live.markLive(otherAuth.streamId, { sessionId: 'T' })).toMatchObject({ publishing: true });
+    expect(
+      await live.touchPublishers([
+        { streamId: auth.streamId, sessionId: 'S' },
+        { streamId: otherAuth.streamId, sessionId: 'T' },
+        { streamId: otherAuth.streamId.replace(/.$/, (c) => (c === '0' ? '1' : '0')), sessionId: 'T' },
+      ]),
+    ).toEqual(new Set([otherAuth.streamId]));
+    expect(await live.touchPublishers([])).toEqual(new Set());
   });
 
   it('lifecycle: scheduled → live → ended, guarded, idempotent, refusing a second publisher', async () => {
@@ -209,8 +224,8 @@ function liveStreamsSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Pr
       status: 'live',
       publishing: false,
     });
-    expect(await live.touchPublisher(streamId, { sessionId: 'A' })).toBe(true);
-    expect(await live.touchPublisher(streamId, { sessionId: 'B' })).toBe(false);
+    expect(await touch(streamId, 'A')).toBe(true);
+    expect(await touch(streamId, 'B')).toBe(false);
 
     // the publisher leaves: a reconnect within the grace period continues the same stream
     await live.markDisconnected(streamId, { sessionId: 'A' });
@@ -219,7 +234,7 @@ function liveStreamsSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Pr
       changed: false,
       publishing: true,
     });
-    expect(await live.touchPublisher(streamId, { sessionId: 'A' })).toBe(false);
+    expect(await touch(streamId, 'A')).toBe(false);
     expect((await rowOf(stream.id)).started_at).toEqual(startedAt);
 
     // its ingest dies (no heartbeats): after two heartbeats a reconnect may take over, still within grace
@@ -256,7 +271,7 @@ function liveStreamsSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Pr
       status: 'ended',
       publishing: false,
     });
-    expect(await live.touchPublisher(streamId, { sessionId: 'C' })).toBe(false);
+    expect(await touch(streamId, 'C')).toBe(false);
     expect(await live.authenticatePublish(streamKey)).toEqual({
       result: 'ended',
       streamId,

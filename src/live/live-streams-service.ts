@@ -9,7 +9,7 @@
  *   only its sha256 is stored. Keys are rotatable and revocable.
  * - Lifecycle: scheduled → live → ended, each step a guarded update, so
  *   concurrent callers and retries agree. The RTMP ingest drives it through
- *   `authenticatePublish`, `markLive`, `touchPublisher`, `markDisconnected`,
+ *   `authenticatePublish`, `markLive`, `touchPublishers`, `markDisconnected`,
  *   `markEnded`; `endAbandoned` (a periodic job on every instance) ends a live
  *   stream whose publisher left, or whose ingest died, more than the
  *   reconnect grace period ago. Publisher state lives in the Db, so any
@@ -358,7 +358,7 @@ export class LiveStreamsService {
   }
 
   /**
-   * How often the ingest must call `touchPublisher` while a publisher is
+   * How often the ingest must call `touchPublishers` while a publisher is
    * connected. A publisher not confirmed for twice this long counts as gone
    * (a crashed ingest), so a reconnect elsewhere may take the stream over.
    */
@@ -792,21 +792,30 @@ export class LiveStreamsService {
   }
 
   /**
-   * The ingest confirms its publisher is still connected; call every
-   * `publisherHeartbeatMs`. false: stop publishing (the stream ended, the key
-   * was revoked, or another session took over).
+   * The ingest confirms its publishers are still connected, all of an
+   * instance's in one statement; call every `publisherHeartbeatMs`. Returns
+   * the streams that may go on; any other should stop publishing (the stream
+   * ended, its key was revoked, or another session took over).
    */
-  async touchPublisher(streamId: string, options: { sessionId?: string } = {}): Promise<boolean> {
-    const row = await this.db
+  async touchPublishers(
+    publishers: ReadonlyArray<{ streamId: string; sessionId: string }>,
+  ): Promise<Set<string>> {
+    if (publishers.length === 0) return new Set();
+    const rows = await this.db
       .updateTable('streams')
       .set({ publisher_seen_at: sql<Date>`now()` })
-      .where('id', '=', streamId)
       .where('status', '=', 'live')
       .where('key_revoked_at', 'is', null)
-      .where('publisher_session', '=', options.sessionId ?? 'default')
+      .where(({ eb, refTuple, tuple }) =>
+        eb(
+          refTuple('id', 'publisher_session'),
+          'in',
+          publishers.map((p) => tuple(p.streamId, p.sessionId)),
+        ),
+      )
       .returning('id')
-      .executeTakeFirst();
-    return !!row;
+      .execute();
+    return new Set(rows.map((r) => r.id));
   }
 
   /**
