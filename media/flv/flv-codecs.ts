@@ -39,7 +39,7 @@ export function readVideoTag(data: Buffer): VideoTag {
   const packetType = data[1];
   if (packetType === 0) return { kind: 'config', config: readAvcConfig(data.subarray(5)) };
   if (packetType === 2) return { kind: 'end' };
-  const compositionMs = (data.readIntBE(2, 3) as number) | 0;
+  const compositionMs = data.readIntBE(2, 3);
   return { kind: 'frame', keyframe: (data[0] as number) >> 4 === 1, compositionMs, nalus: data.subarray(5) };
 }
 

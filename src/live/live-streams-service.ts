@@ -793,9 +793,10 @@ export class LiveStreamsService {
 
   /**
    * The ingest confirms its publishers are still connected, all of an
-   * instance's in one statement; call every `publisherHeartbeatMs`. Returns
-   * the streams that may go on; any other should stop publishing (the stream
-   * ended, its key was revoked, or another session took over).
+   * instance's in one statement; call every `publisherHeartbeatMs`, with one
+   * entry per stream (its current session). Returns the ids of the streams
+   * that may go on; any other should stop publishing (the stream ended, its
+   * key was revoked, or another session took over).
    */
   async touchPublishers(
     publishers: ReadonlyArray<{ streamId: string; sessionId: string }>,
