@@ -117,7 +117,11 @@ await describeWithService(
       return page;
     };
 
-    it('shopper and agent see and hear each other; mute reaches the other side; a network change restarts ICE; the camera switches; a dropped connection recovers; hang-up ends it for both', async () => {
+    // One story of many steps, each with its own bound: the test's own limit must hold their sum
+    // on a loaded box (the 60 s default was overrun at 69 s once while every step was within its bound).
+    it('shopper and agent see and hear each other; mute reaches the other side; a network change restarts ICE; the camera switches; a dropped connection recovers; hang-up ends it for both', {
+      timeout: 180_000,
+    }, async () => {
       const admin = await one.t.login(['admin']);
       const agent = await one.t.login(['agent']);
       const shopper = await one.t.login();
