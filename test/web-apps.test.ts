@@ -26,6 +26,12 @@ import { waitFor } from './support/server-process.js';
 
 const videoTime = (page: Page) =>
   page.evaluate("document.getElementById('video').currentTime") as Promise<number>;
+/** What the call panel says it receives (the SDK's getStats numbers on the remote video). */
+const receiving = async (page: Page) => {
+  const video = page.locator('#remote-video');
+  const attrs = ['data-frames-decoded', 'data-video-bytes', 'data-audio-bytes'];
+  return (await Promise.all(attrs.map(async (a) => `${a}=${await video.getAttribute(a)}`))).join(' ');
+};
 const text = async (page: Page, selector: string) =>
   ((await page.locator(selector).textContent()) ?? '').trim();
 
@@ -166,13 +172,18 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       await desk.getByRole('button', { name: 'Answer' }).click();
       for (const p of [page, desk])
         await waitFor(async () => (await text(p, '#call-status')) === 'Connected', 20_000, 200);
-      for (const p of [page, desk])
+      for (const [name, p] of [
+        ['viewer', page],
+        ['agent', desk],
+      ] as const)
         await waitFor(
           async () =>
             Number(await p.locator('#remote-video').getAttribute('data-frames-decoded')) > 0 &&
             Number(await p.locator('#remote-video').getAttribute('data-audio-bytes')) > 0,
           30_000,
           250,
+          async () =>
+            `${name} receives ${await receiving(p)}, shows "${await text(p, '#call-status')}" / "${await text(p, '#call-quality')}"; console errors: ${JSON.stringify(problems)}`,
         );
       await desk.screenshot({ path: join(ARTIFACTS, 'support-desk.png'), fullPage: true });
       expect(await desk.locator('#remote-video').isVisible()).toBe(true);

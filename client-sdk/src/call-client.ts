@@ -351,15 +351,16 @@ export class CallSession extends Emitter<CallSessionEvents> {
     let bytes = 0;
     report.forEach((s: Record<string, unknown>) => {
       const num = (key: string) => (typeof s[key] === 'number' ? (s[key] as number) : null);
-      if (s.type === 'inbound-rtp' && (s.kind === 'audio' || s.kind === 'video')) {
+      // mediasoup's bandwidth probe arrives on a stream of its own (mid "probator") carrying
+      // padding only: it is not the other side's media.
+      if (s.type === 'inbound-rtp' && (s.kind === 'audio' || s.kind === 'video') && s.mid !== 'probator') {
         const common = {
           bytesReceived: num('bytesReceived') ?? 0,
           packetsReceived: num('packetsReceived') ?? 0,
           packetsLost: Math.max(0, num('packetsLost') ?? 0),
         };
         bytes += common.bytesReceived;
-        // One stream per kind is the media; others (mediasoup's bandwidth probe, SSRC 1234) carry
-        // padding only: keep the one that received the most.
+        // After a consumer is rebuilt the old stream's counters may linger: keep the busiest.
         const current = s.kind === 'audio' ? stats.audio : stats.video;
         if (current && current.packetsReceived >= common.packetsReceived) return;
         if (s.kind === 'audio') {

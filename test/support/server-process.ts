@@ -143,16 +143,21 @@ export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = '
   await once(proc, 'exit');
 }
 
-/** Polls `fn` until it returns true or the timeout passes. */
+/**
+ * Polls `fn` until it returns true or the timeout passes; `explain` says what was seen instead
+ * (its answer goes into the failure, for conditions a bare timeout would leave a mystery).
+ */
 export async function waitFor(
   fn: () => Promise<boolean>,
   timeoutMs = 20_000,
   intervalMs = 100,
+  explain?: () => Promise<string>,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await fn().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, intervalMs));
   }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
+  const seen = explain ? await explain().catch((err: unknown) => `(explain failed: ${String(err)})`) : '';
+  throw new Error(`condition not met within ${timeoutMs} ms${seen ? `: ${seen}` : ''}`);
 }
