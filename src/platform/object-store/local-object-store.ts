@@ -15,11 +15,12 @@
  * Atomicity: data is written to a temp file in the target directory,
  * fsynced, then renamed over the key's path, so a reader (this class, or
  * anything reading the directory) sees the old bytes or the new bytes, never
- * a prefix. The sidecar is renamed into place just before the data. It records
- * the data file's inode (rename keeps inodes), so a reader that catches the
- * short window between the two renames notices that the sidecar belongs to
- * another version and retries; renames of one key are serialized in-process
- * so sidecar and data always end up from the same put.
+ * a prefix. The sidecar is written (in place) just before the data is
+ * renamed. It records the data file's inode (rename keeps inodes), so a
+ * reader that catches the short window between the two notices that the
+ * sidecar belongs to another version (or is half-written) and retries; the
+ * sidecar write and the rename of one key are serialized in-process so
+ * sidecar and data always end up from the same put.
  *
  * Limits (plain files, unlike S3): a key cannot be both an object and a
  * "directory" of others (`a` and `a/b`): such a put fails with CONFLICT. On
@@ -179,22 +180,18 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   /**
-   * Creates `<dir>/.<name>~<random>.tmp` and returns its handle. The directory
-   * is made only when the open finds it missing (most puts go to one that
-   * exists: one syscall instead of three), and made again when a concurrent
-   * delete prunes it in between.
+   * Opens `path` for writing with `flags`, making its directory only when the
+   * open finds it missing (most writes go to one that exists: one syscall
+   * instead of three), and again when a concurrent delete prunes it in between.
    */
-  private async openTemp(target: string, key: string): Promise<{ fh: FileHandle; path: string }> {
-    const dir = dirname(target);
-    const name = target.slice(dir.length + 1);
+  private async openCreating(path: string, flags: 'wx' | 'w', key: string): Promise<FileHandle> {
     for (let attempt = 0; ; attempt++) {
-      const path = join(dir, `.${name}~${randomBytes(6).toString('hex')}.tmp`);
       try {
-        return { fh: await open(path, 'wx', 0o644), path };
+        return await open(path, flags, 0o644);
       } catch (err) {
         const code = errCode(err);
         if (code === 'ENOENT' && attempt < 5) {
-          await mkdir(dir, { recursive: true }).catch((mkdirErr: unknown) => {
+          await mkdir(dirname(path), { recursive: true }).catch((mkdirErr: unknown) => {
             const mkdirCode = errCode(mkdirErr);
             if (mkdirCode === 'ENOTDIR' || mkdirCode === 'EEXIST') throw conflict(key, mkdirErr);
             throw mkdirErr;
@@ -205,6 +202,13 @@ export class LocalObjectStore implements ObjectStore {
         throw err;
       }
     }
+  }
+
+  /** Creates `<dir>/.<name>~<random>.tmp` next to `target` and returns its handle. */
+  private async openTemp(target: string, key: string): Promise<{ fh: FileHandle; path: string }> {
+    const dir = dirname(target);
+    const path = join(dir, `.${target.slice(dir.length + 1)}~${randomBytes(6).toString('hex')}.tmp`);
+    return { fh: await this.openCreating(path, 'wx', key), path };
   }
 
   /** Writes the body to a temp file next to the key's path; returns it with its size, md5 and inode. */
@@ -239,19 +243,20 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * Writes the sidecar in place: no temp file and rename, so a key rewritten
+   * every second (a live playlist) keeps one sidecar inode instead of churning
+   * through new ones. A reader that catches it half-written sees JSON that does
+   * not parse or an inode that does not match, and retries like in any other race.
+   */
   private async writeSidecar(key: string, sidecar: Sidecar): Promise<void> {
-    const target = this.sidecarPath(key);
-    const { fh, path } = await this.openTemp(target, key);
+    const fh = await this.openCreating(this.sidecarPath(key), 'w', key);
     try {
       await writeAll(fh, Buffer.from(JSON.stringify(sidecar)));
       // No fsync: a lost sidecar only loses the content type / cache control,
       // and readers detect that by the inode and fall back to defaults.
+    } finally {
       await fh.close();
-      await rename(path, target);
-    } catch (err) {
-      await fh.close().catch(() => undefined);
-      await rm(path, { force: true });
-      throw err;
     }
   }
 
@@ -273,9 +278,6 @@ export class LocalObjectStore implements ObjectStore {
     const temp = await this.writeTemp(key, body, options.durable ?? true);
     try {
       await this.withKeyLock(key, async () => {
-        const target = this.dataPath(key);
-        const existing = await lstat(target).catch(() => null);
-        if (existing?.isDirectory()) throw conflict(key, 'EISDIR');
         await this.writeSidecar(key, {
           v: 1,
           ino: temp.ino,
@@ -284,7 +286,14 @@ export class LocalObjectStore implements ObjectStore {
           contentType,
           ...(options.cacheControl !== undefined ? { cacheControl: options.cacheControl } : {}),
         });
-        await rename(temp.path, target);
+        try {
+          await rename(temp.path, this.dataPath(key));
+        } catch (err) {
+          // The key's path is a directory of other objects: the sidecar just written is nobody's.
+          if (errCode(err) !== 'EISDIR') throw err;
+          await rm(this.sidecarPath(key), { force: true });
+          throw conflict(key, err);
+        }
       });
     } catch (err) {
       await rm(temp.path, { force: true });
