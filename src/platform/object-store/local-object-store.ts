@@ -5,7 +5,7 @@
  * Layout
  *   <rootDir>/live/12/seg-1.ts                 object data, at its key's path
  *   <rootDir>/.~meta/live/12/seg-1.ts~meta.json  sidecar: content type, cache
- *                                              control, etag, size, inode
+ *                                              control, size, inode
  *   <dir>/.<name>~<random>.tmp                 a write in progress
  *
  * Every name the store invents contains `~`, which no key segment may
@@ -26,8 +26,8 @@
  * "directory" of others (`a` and `a/b`): such a put fails with CONFLICT. On
  * case-insensitive filesystems keys differing only in case collide.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import type { Dirent } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { BigIntStats, Dirent } from 'node:fs';
 import { type FileHandle, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -77,7 +77,6 @@ interface Sidecar {
   /** Inode of the data file this sidecar describes (a string: inodes can exceed 2^53). */
   ino: string;
   size: number;
-  etag: string;
   contentType: string;
   cacheControl?: string;
 }
@@ -101,7 +100,6 @@ function parseSidecar(text: string): Sidecar | null {
     v.v !== 1 ||
     typeof v.ino !== 'string' ||
     typeof v.size !== 'number' ||
-    typeof v.etag !== 'string' ||
     typeof v.contentType !== 'string' ||
     (v.cacheControl !== undefined && typeof v.cacheControl !== 'string')
   ) {
@@ -111,10 +109,20 @@ function parseSidecar(text: string): Sidecar | null {
     v: 1,
     ino: v.ino,
     size: v.size,
-    etag: v.etag,
     contentType: v.contentType,
     ...(typeof v.cacheControl === 'string' ? { cacheControl: v.cacheControl } : {}),
   };
+}
+
+/**
+ * The ETag of a stored file: its inode, size and modification time, as web
+ * servers derive theirs. Every put writes a new file (a new inode, a new
+ * mtime), so it changes whenever the object does; unlike S3's single-part
+ * ETag it is not the MD5 of the bytes, which cost more CPU than the rest of
+ * a put (a live stream stores a segment a second).
+ */
+function fileEtag(st: BigIntStats): string {
+  return `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}`;
 }
 
 function toChunk(chunk: unknown): Uint8Array {
@@ -211,18 +219,16 @@ export class LocalObjectStore implements ObjectStore {
     return { fh: await this.openCreating(path, 'wx', key), path };
   }
 
-  /** Writes the body to a temp file next to the key's path; returns it with its size, md5 and inode. */
+  /** Writes the body to a temp file next to the key's path; returns it with its size and inode. */
   private async writeTemp(
     key: string,
     body: ObjectBody,
     durable: boolean,
-  ): Promise<{ path: string; size: number; etag: string; ino: string }> {
+  ): Promise<{ path: string; size: number; ino: string }> {
     const { fh, path } = await this.openTemp(this.dataPath(key), key);
-    const hash = createHash('md5');
     let size = 0;
     try {
       const write = async (chunk: Uint8Array) => {
-        hash.update(chunk);
         size += chunk.length;
         await writeAll(fh, chunk);
       };
@@ -234,7 +240,7 @@ export class LocalObjectStore implements ObjectStore {
       if (this.fsync && durable) await fh.sync();
       const st = await fh.stat({ bigint: true });
       await fh.close();
-      return { path, size, etag: hash.digest('hex'), ino: st.ino.toString() };
+      return { path, size, ino: st.ino.toString() };
     } catch (err) {
       await fh.close().catch(() => undefined);
       await rm(path, { force: true });
@@ -282,7 +288,6 @@ export class LocalObjectStore implements ObjectStore {
           v: 1,
           ino: temp.ino,
           size: temp.size,
-          etag: temp.etag,
           contentType,
           ...(options.cacheControl !== undefined ? { cacheControl: options.cacheControl } : {}),
         });
@@ -333,9 +338,9 @@ export class LocalObjectStore implements ObjectStore {
             size,
             contentType: matches ? meta.contentType : contentTypeForKey(key),
             lastModified: new Date(Number(st.mtimeMs)),
+            etag: fileEtag(st),
           };
           if (matches && meta.cacheControl !== undefined) info.cacheControl = meta.cacheControl;
-          if (matches) info.etag = meta.etag;
           return { fh, info };
         }
         await fh.close();

@@ -31,6 +31,11 @@ export interface ObjectInfo {
   size: number;
   contentType: string;
   cacheControl?: string;
+  /**
+   * A validator that changes whenever the object does (for HTTP revalidation).
+   * S3 gives the MD5 of a single-part put; the local store derives it from the
+   * file (inode, size, mtime). Opaque: compare it, do not check bytes against it.
+   */
   etag?: string;
   lastModified: Date;
 }
