@@ -14,7 +14,7 @@ import { findWorkerBinary } from '../media/sfu/worker-binary.js';
 import { buildApp } from './app.js';
 import { resolveJwtSecret } from './auth/tokens.js';
 import { type Database, migrations } from './database.js';
-import { rtmpServerUrl } from './live/live-streams-service.js';
+import { liveMediaCacheControl, rtmpServerUrl } from './live/live-streams-service.js';
 import { type DbHandle, openDb, redactUrl } from './platform/db/db.js';
 import { createEngine } from './platform/engine/create-engine.js';
 import type { Engine } from './platform/engine/engine.js';
@@ -127,6 +127,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
             keyPrefix: config.S3_KEY_PREFIX,
           }
         : undefined,
+      // Live media stored with its usual policy needs no metadata file per object.
+      localDefaultCacheControl: liveMediaCacheControl,
     });
     closers.push(() => objectStore.close());
     await checkOrExplain(

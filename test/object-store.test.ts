@@ -556,6 +556,60 @@ describe('ObjectStore (local)', () => {
       expect(obj!.size).toBe(Buffer.byteLength(text));
     });
 
+    it("stores a put with the key's default metadata without a sidecar, and reads the defaults back", async () => {
+      const withDefaults = new LocalObjectStore({
+        rootDir: root,
+        publicBaseUrl: 'http://localhost:8080/media',
+        defaultCacheControl: (key) => (key.endsWith('.ts') ? 'public, immutable' : undefined),
+      });
+      const sidecar = (name: string) => stat(join(root, '.~meta', 'dflt', `${name}~meta.json`));
+      await withDefaults.put('dflt/seg.ts', 'segment', { cacheControl: 'public, immutable' });
+      await withDefaults.put('dflt/notes.txt', 'text');
+      await expect(sidecar('seg.ts')).rejects.toThrow();
+      await expect(sidecar('notes.txt')).rejects.toThrow();
+      expect(await withDefaults.head('dflt/seg.ts')).toMatchObject({
+        contentType: 'video/mp2t',
+        cacheControl: 'public, immutable',
+      });
+      expect((await withDefaults.head('dflt/notes.txt'))!.cacheControl).toBeUndefined();
+      // Not the default (no cache control where one is the default): recorded, and read back as given.
+      await withDefaults.put('dflt/other.ts', 'segment');
+      await expect(sidecar('other.ts')).resolves.toBeDefined();
+      expect((await withDefaults.head('dflt/other.ts'))!.cacheControl).toBeUndefined();
+      // One key back and forth: the sidecar comes and goes with the metadata it records.
+      await withDefaults.put('dflt/seg.ts', 'v2', { contentType: 'application/x-v2' });
+      expect(await withDefaults.head('dflt/seg.ts')).toMatchObject({
+        contentType: 'application/x-v2',
+        size: 2,
+      });
+      expect((await withDefaults.head('dflt/seg.ts'))!.cacheControl).toBeUndefined();
+      await withDefaults.put('dflt/seg.ts', 'v3!', { cacheControl: 'public, immutable' });
+      await expect(sidecar('seg.ts')).rejects.toThrow();
+      expect(await withDefaults.head('dflt/seg.ts')).toMatchObject({
+        contentType: 'video/mp2t',
+        cacheControl: 'public, immutable',
+        size: 3,
+      });
+      await withDefaults.close();
+    });
+
+    it('keeps metadata consistent when concurrent overwrites alternate default and explicit metadata', async () => {
+      const puts = Array.from({ length: 40 }, (_, i) =>
+        store.put('race/mixed.txt', `version ${i}`, i % 2 ? { contentType: `text/v${i}` } : {}),
+      );
+      // Readers during the puts see a version with its own metadata, never another's.
+      const reads = Array.from({ length: 40 }, async () => {
+        const obj = await store.get('race/mixed.txt');
+        if (!obj) return;
+        const i = Number((await readAll(obj.body)).toString().split(' ')[1]);
+        expect(obj.contentType).toBe(i % 2 ? `text/v${i}` : contentTypeForKey('race/mixed.txt'));
+      });
+      await Promise.all([...puts, ...reads]);
+      const obj = await store.get('race/mixed.txt');
+      const i = Number((await readAll(obj!.body)).toString().split(' ')[1]);
+      expect(obj!.contentType).toBe(i % 2 ? `text/v${i}` : contentTypeForKey('race/mixed.txt'));
+    });
+
     it('prunes empty directories (data and metadata) on delete', async () => {
       await store.put('deep/a/b/c.txt', 'x');
       await store.put('deep/keep.txt', 'x');

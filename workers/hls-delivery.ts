@@ -12,23 +12,21 @@
  * and, with recording, a VOD playlist of every segment is written.
  */
 import { readFile, unlink, writeFile } from 'node:fs/promises';
-import { extname } from 'node:path';
 import type { DateRange, PlaylistSegment } from '../media/hls/hls-playlist.js';
 import { renderMasterPlaylist, renderMediaPlaylist } from '../media/hls/hls-playlist.js';
-import { hlsPlaylistKey, mediaPrefix, vodPlaylistKey } from '../src/live/live-streams-service.js';
+import {
+  hlsPlaylistKey,
+  LIVE_PLAYLIST_CACHE,
+  mediaPrefix,
+  SEGMENT_CACHE,
+  VOD_PLAYLIST_CACHE,
+  vodPlaylistKey,
+} from '../src/live/live-streams-service.js';
 import type { SegmentRecord, StreamRecordings, TimedMetadata } from '../src/live/stream-recordings.js';
+import { contentTypeForKey } from '../src/platform/object-store/object-key.js';
 import type { ObjectStore } from '../src/platform/object-store/object-store.js';
 
-export const HLS_CONTENT_TYPES: Record<string, string> = {
-  '.m3u8': 'application/vnd.apple.mpegurl',
-  '.ts': 'video/mp2t',
-  '.m4s': 'video/iso.segment',
-  '.mp4': 'video/mp4',
-};
-const IMMUTABLE = 'public, max-age=31536000, immutable';
-/** Players poll the live playlist every target duration; a cache must not serve it for longer. */
-const LIVE_PLAYLIST_CACHE = 'public, max-age=1';
-const VOD_PLAYLIST_CACHE = 'public, max-age=300';
+const PLAYLIST_CONTENT_TYPE = contentTypeForKey('index.m3u8');
 /** Segments held in memory while the store is slow; later ones wait on local disk. */
 const SEGMENTS_IN_MEMORY = 8;
 
@@ -208,7 +206,7 @@ export class HlsDelivery {
       });
       await this.retry('VOD playlist', () =>
         this.options.store.put(vodPlaylistKey(this.options.publicId, this.options.rendition), body, {
-          contentType: HLS_CONTENT_TYPES['.m3u8'],
+          contentType: PLAYLIST_CONTENT_TYPE,
           cacheControl: VOD_PLAYLIST_CACHE,
         }),
       );
@@ -303,7 +301,7 @@ export class HlsDelivery {
       minTargetDuration: this.options.targetDurationSeconds,
     });
     await this.options.store.put(hlsPlaylistKey(this.options.publicId, this.options.rendition), body, {
-      contentType: HLS_CONTENT_TYPES['.m3u8'],
+      contentType: PLAYLIST_CONTENT_TYPE,
       cacheControl: LIVE_PLAYLIST_CACHE,
       // Rewritten every segment; the final one (with ENDLIST) is durable.
       durable: this.ended,
@@ -317,8 +315,8 @@ export class HlsDelivery {
 
   private async putBytes(body: Buffer, key: string): Promise<number> {
     await this.options.store.put(key, body, {
-      contentType: HLS_CONTENT_TYPES[extname(key)] ?? 'application/octet-stream',
-      cacheControl: IMMUTABLE,
+      contentType: contentTypeForKey(key),
+      cacheControl: SEGMENT_CACHE,
       // Without a recording a segment lives for one live window: not worth a flush to disk.
       durable: this.options.recording,
     });
@@ -404,7 +402,7 @@ export async function putLiveMaster(
   if (!lead || !isLadder(renditions)) return;
   await lead.delivery.retry('master playlist', () =>
     options.store.put(hlsPlaylistKey(options.publicId), masterPlaylist(renditions, 'index.m3u8'), {
-      contentType: HLS_CONTENT_TYPES['.m3u8'],
+      contentType: PLAYLIST_CONTENT_TYPE,
       cacheControl: LIVE_PLAYLIST_CACHE,
       durable: true,
     }),
@@ -426,7 +424,7 @@ export async function finishStreamMedia(
   if (isLadder(renditions))
     await lead.delivery.retry('VOD master playlist', () =>
       options.store.put(vodPlaylistKey(options.publicId), masterPlaylist(renditions, 'vod.m3u8'), {
-        contentType: HLS_CONTENT_TYPES['.m3u8'],
+        contentType: PLAYLIST_CONTENT_TYPE,
         cacheControl: VOD_PLAYLIST_CACHE,
       }),
     );

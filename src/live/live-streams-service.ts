@@ -64,6 +64,19 @@ export function vodPlaylistKey(publicId: string, rendition = ''): string {
   return `${mediaPrefix(publicId, rendition)}vod.m3u8`;
 }
 
+/** Segments and init segments never change once stored. */
+export const SEGMENT_CACHE = 'public, max-age=31536000, immutable';
+/** Players poll the live playlist every target duration; a cache must not serve it for longer. */
+export const LIVE_PLAYLIST_CACHE = 'public, max-age=1';
+export const VOD_PLAYLIST_CACHE = 'public, max-age=300';
+
+/** The cache policy of a stream's media object by its key (undefined outside `live/`). */
+export function liveMediaCacheControl(key: string): string | undefined {
+  if (!key.startsWith('live/')) return undefined;
+  if (!key.endsWith('.m3u8')) return SEGMENT_CACHE;
+  return key.endsWith('/vod.m3u8') ? VOD_PLAYLIST_CACHE : LIVE_PLAYLIST_CACHE;
+}
+
 /**
  * The RTMP server URL streamers paste into OBS ("Server"); the stream key
  * goes in its own field. `RTMP_PUBLIC_URL`, else `rtmp://<host of the public

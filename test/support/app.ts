@@ -11,6 +11,7 @@ import { type Config, loadConfig } from '../../config/schema.js';
 import { buildApp } from '../../src/app.js';
 import type { Role } from '../../src/auth/permissions.js';
 import { type Database, migrations } from '../../src/database.js';
+import { liveMediaCacheControl } from '../../src/live/live-streams-service.js';
 import { openDb } from '../../src/platform/db/db.js';
 import { createEngine } from '../../src/platform/engine/create-engine.js';
 import { createObjectStore } from '../../src/platform/object-store/create-object-store.js';
@@ -53,7 +54,11 @@ export async function createTestApp(
     redisUrl: options.redisUrl,
     keyPrefix: options.redisKeyPrefix ?? `test:${randomUUID()}:`,
   });
-  const objectStore = createObjectStore({ dataDir, localPublicBaseUrl: 'http://localhost/media' });
+  const objectStore = createObjectStore({
+    dataDir,
+    localPublicBaseUrl: 'http://localhost/media',
+    localDefaultCacheControl: liveMediaCacheControl,
+  });
   const logger = { error: (obj: object, msg: string) => console.error(msg, obj) };
   const services = createServices(
     config,

@@ -17,6 +17,8 @@ export interface CreateObjectStoreOptions {
    * used; undefined or an empty bucket selects the local directory.
    */
   s3?: S3ObjectStoreOptions | undefined;
+  /** The local store's Cache-Control by key when a put gives the same (see LocalObjectStoreOptions). */
+  localDefaultCacheControl?: (key: string) => string | undefined;
 }
 
 export function createObjectStore(options: CreateObjectStoreOptions): ObjectStore {
@@ -24,5 +26,6 @@ export function createObjectStore(options: CreateObjectStoreOptions): ObjectStor
   return new LocalObjectStore({
     rootDir: join(options.dataDir, 'objects'),
     publicBaseUrl: options.localPublicBaseUrl,
+    ...(options.localDefaultCacheControl ? { defaultCacheControl: options.localDefaultCacheControl } : {}),
   });
 }

@@ -8,6 +8,9 @@
  *                                              control, size, inode
  *   <dir>/.<name>~<random>.tmp                 a write in progress
  *
+ * A put whose metadata is the key's default (the extension's content type,
+ * `defaultCacheControl`) has no sidecar; readers that find none use the defaults.
+ *
  * Every name the store invents contains `~`, which no key segment may
  * contain, so temp files and the metadata tree can never collide with an
  * object and `list` hides them by that one rule.
@@ -20,7 +23,10 @@
  * reader that catches the short window between the two notices that the
  * sidecar belongs to another version (or is half-written) and retries; the
  * sidecar write and the rename of one key are serialized in-process so
- * sidecar and data always end up from the same put.
+ * sidecar and data always end up from the same put. A put without a sidecar
+ * renames first and then removes the previous version's sidecar, so the
+ * window shows the new data with a sidecar that does not match (a retry),
+ * never the old data without its own.
  *
  * Limits (plain files, unlike S3): a key cannot be both an object and a
  * "directory" of others (`a` and `a/b`): such a put fails with CONFLICT. On
@@ -64,6 +70,13 @@ export interface LocalObjectStoreOptions {
    * stores may turn it off for speed.
    */
   fsync?: boolean;
+  /**
+   * The Cache-Control of a key when its put does not say otherwise. A put
+   * whose metadata is the key's default (this, and the content type of its
+   * extension) is stored without a sidecar: one file fewer per live segment.
+   * Default: none.
+   */
+  defaultCacheControl?: (key: string) => string | undefined;
 }
 
 /** Directory of metadata sidecars, under rootDir. Contains `~`, so it is never a key. */
@@ -153,6 +166,7 @@ export class LocalObjectStore implements ObjectStore {
   private readonly metaRoot: string;
   private readonly publicBase: string;
   private readonly fsync: boolean;
+  private readonly defaultCacheControl: (key: string) => string | undefined;
   /** Tail of the queue of renames/deletes per key (see the class comment). */
   private readonly keyLocks = new Map<string, Promise<void>>();
 
@@ -161,6 +175,7 @@ export class LocalObjectStore implements ObjectStore {
     this.metaRoot = join(this.root, META_DIR);
     this.publicBase = options.publicBaseUrl.replace(/\/+$/, '');
     this.fsync = options.fsync ?? true;
+    this.defaultCacheControl = options.defaultCacheControl ?? (() => undefined);
   }
 
   private dataPath(key: string): string {
@@ -219,11 +234,12 @@ export class LocalObjectStore implements ObjectStore {
     return { fh: await this.openCreating(path, 'wx', key), path };
   }
 
-  /** Writes the body to a temp file next to the key's path; returns it with its size and inode. */
+  /** Writes the body to a temp file next to the key's path; returns it with its size and (`withInode`) inode. */
   private async writeTemp(
     key: string,
     body: ObjectBody,
     durable: boolean,
+    withInode: boolean,
   ): Promise<{ path: string; size: number; ino: string }> {
     const { fh, path } = await this.openTemp(this.dataPath(key), key);
     let size = 0;
@@ -238,9 +254,9 @@ export class LocalObjectStore implements ObjectStore {
         await write(toChunk(body));
       }
       if (this.fsync && durable) await fh.sync();
-      const st = await fh.stat({ bigint: true });
+      const ino = withInode ? (await fh.stat({ bigint: true })).ino.toString() : '';
       await fh.close();
-      return { path, size, ino: st.ino.toString() };
+      return { path, size, ino };
     } catch (err) {
       await fh.close().catch(() => undefined);
       await rm(path, { force: true });
@@ -266,12 +282,13 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
-  private async readSidecar(key: string): Promise<Sidecar | null> {
+  /** The key's sidecar; `absent` when there is none, null when it does not parse (half-written, foreign). */
+  private async readSidecar(key: string): Promise<Sidecar | 'absent' | null> {
     try {
       return parseSidecar(await readFile(this.sidecarPath(key), 'utf8'));
     } catch (err) {
       const code = errCode(err);
-      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return null;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return 'absent';
       throw err;
     }
   }
@@ -279,11 +296,20 @@ export class LocalObjectStore implements ObjectStore {
   async put(key: string, body: ObjectBody, options: PutOptions = {}): Promise<void> {
     assertValidKey(key);
     const contentType = options.contentType ?? contentTypeForKey(key);
+    const needsSidecar =
+      contentType !== contentTypeForKey(key) || options.cacheControl !== this.defaultCacheControl(key);
     // The long part (receiving the body) runs unlocked, so concurrent puts of
-    // one key stream in parallel; only the two renames are serialized.
-    const temp = await this.writeTemp(key, body, options.durable ?? true);
+    // one key stream in parallel; only the sidecar and the rename are serialized.
+    const temp = await this.writeTemp(key, body, options.durable ?? true, needsSidecar);
     try {
       await this.withKeyLock(key, async () => {
+        if (!needsSidecar) {
+          await this.renameInto(temp.path, key);
+          // After the rename: a reader in between sees the old sidecar on the new data (another
+          // inode) and retries, rather than the old data without its sidecar.
+          await rm(this.sidecarPath(key), { force: true });
+          return;
+        }
         await this.writeSidecar(key, {
           v: 1,
           ino: temp.ino,
@@ -291,18 +317,24 @@ export class LocalObjectStore implements ObjectStore {
           contentType,
           ...(options.cacheControl !== undefined ? { cacheControl: options.cacheControl } : {}),
         });
-        try {
-          await rename(temp.path, this.dataPath(key));
-        } catch (err) {
-          // The key's path is a directory of other objects: the sidecar just written is nobody's.
-          if (errCode(err) !== 'EISDIR') throw err;
+        await this.renameInto(temp.path, key).catch(async (err: unknown) => {
+          // The sidecar just written is nobody's.
           await rm(this.sidecarPath(key), { force: true });
-          throw conflict(key, err);
-        }
+          throw err;
+        });
       });
     } catch (err) {
       await rm(temp.path, { force: true });
       throw err;
+    }
+  }
+
+  /** Puts a temp file in place as `key`; CONFLICT when the key's path is a directory of other objects. */
+  private async renameInto(path: string, key: string): Promise<void> {
+    try {
+      await rename(path, this.dataPath(key));
+    } catch (err) {
+      throw errCode(err) === 'EISDIR' ? conflict(key, err) : err;
     }
   }
 
@@ -329,10 +361,11 @@ export class LocalObjectStore implements ObjectStore {
         }
         const size = Number(st.size);
         const meta = await this.readSidecar(key);
-        const matches = meta !== null && meta.ino === st.ino.toString() && meta.size === size;
-        if (matches || attempt >= CONSISTENT_READ_ATTEMPTS) {
-          // After the retries (or for files put there by hand) the metadata is
-          // the extension's default rather than another version's.
+        const matches =
+          typeof meta === 'object' && meta !== null && meta.ino === st.ino.toString() && meta.size === size;
+        if (matches || meta === 'absent' || attempt >= CONSISTENT_READ_ATTEMPTS) {
+          // Without a sidecar (a put with the defaults, a file put there by hand), or
+          // after the retries, the metadata is the key's default rather than another version's.
           const info: ObjectInfo = {
             key,
             size,
@@ -340,7 +373,8 @@ export class LocalObjectStore implements ObjectStore {
             lastModified: new Date(Number(st.mtimeMs)),
             etag: fileEtag(st),
           };
-          if (matches && meta.cacheControl !== undefined) info.cacheControl = meta.cacheControl;
+          const cacheControl = matches ? meta.cacheControl : this.defaultCacheControl(key);
+          if (cacheControl !== undefined) info.cacheControl = cacheControl;
           return { fh, info };
         }
         await fh.close();
