@@ -34,7 +34,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BigIntStats, Dirent } from 'node:fs';
-import { type FileHandle, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -306,8 +306,11 @@ export class LocalObjectStore implements ObjectStore {
         if (!needsSidecar) {
           await this.renameInto(temp.path, key);
           // After the rename: a reader in between sees the old sidecar on the new data (another
-          // inode) and retries, rather than the old data without its sidecar.
-          await rm(this.sidecarPath(key), { force: true });
+          // inode) and retries, rather than the old data without its sidecar. (One unlink, which
+          // for a new key just finds nothing: rm would stat first.)
+          await unlink(this.sidecarPath(key)).catch((err: unknown) => {
+            if (errCode(err) !== 'ENOENT' && errCode(err) !== 'ENOTDIR') throw err;
+          });
           return;
         }
         await this.writeSidecar(key, {
