@@ -16,9 +16,21 @@
  * stored and recorded, from the server's /metrics histogram (interpolated).
  *
  * Last stdout line: {"bench":"live-ingest","streams":K,"cpu_ratio":R,"first_segment_s":F,"upload_p95_ms":U,...}
+ *
+ * Looking inside: BENCH_PROFILE_DIR=DIR writes the server's CPU profile there;
+ * BENCH_NODE_ARGS="--trace-gc" adds node flags to the server;
+ * BENCH_SERVER_LOG=FILE keeps what the server printed (its GC trace included).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPublisher } from '../test/support/rtmp-publisher.js';
@@ -142,7 +154,12 @@ export async function main(args: string[]): Promise<void> {
         LIVE_MAX_STREAMS: String(streams + 5),
       },
       60_000,
-      process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [],
+      [
+        ...(process.env.BENCH_PROFILE_DIR
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
+          : []),
+        ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      ],
     );
     const login = await fetch(`${server.url}/v1/auth/login`, {
       method: 'POST',
@@ -200,6 +217,7 @@ export async function main(args: string[]): Promise<void> {
       clearInterval(poll);
       await pub.stop();
     }
+    if (process.env.BENCH_SERVER_LOG) writeFileSync(process.env.BENCH_SERVER_LOG, server.output());
     await server.stop();
 
     // --- the baseline, same inputs and window length
