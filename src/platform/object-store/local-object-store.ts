@@ -293,6 +293,14 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
+  /** Removes the key's sidecar if it has one: one unlink (most keys have none; rm would stat first). */
+  private async removeSidecar(key: string): Promise<void> {
+    await unlink(this.sidecarPath(key)).catch((err: unknown) => {
+      const code = errCode(err);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+    });
+  }
+
   /** The key's sidecar; `absent` when there is none, null when it does not parse (half-written, foreign). */
   private async readSidecar(key: string): Promise<Sidecar | 'absent' | null> {
     try {
@@ -306,9 +314,10 @@ export class LocalObjectStore implements ObjectStore {
 
   async put(key: string, body: ObjectBody, options: PutOptions = {}): Promise<void> {
     assertValidKey(key);
-    const contentType = options.contentType ?? contentTypeForKey(key);
+    const defaultType = contentTypeForKey(key);
+    const contentType = options.contentType ?? defaultType;
     const needsSidecar =
-      contentType !== contentTypeForKey(key) || options.cacheControl !== this.defaultCacheControl(key);
+      contentType !== defaultType || options.cacheControl !== this.defaultCacheControl(key);
     // The long part (receiving the body) runs unlocked, so concurrent puts of
     // one key stream in parallel; only the sidecar and the rename are serialized.
     const temp = await this.writeTemp(key, body, options.durable ?? true, needsSidecar);
@@ -317,11 +326,8 @@ export class LocalObjectStore implements ObjectStore {
         if (!needsSidecar) {
           await this.renameInto(temp.path, key);
           // After the rename: a reader in between sees the old sidecar on the new data (another
-          // inode) and retries, rather than the old data without its sidecar. (One unlink, which
-          // for a new key just finds nothing: rm would stat first.)
-          await unlink(this.sidecarPath(key)).catch((err: unknown) => {
-            if (errCode(err) !== 'ENOENT' && errCode(err) !== 'ENOTDIR') throw err;
-          });
+          // inode) and retries, rather than the old data without its sidecar.
+          await this.removeSidecar(key);
           return;
         }
         await this.writeSidecar(key, {
@@ -333,7 +339,7 @@ export class LocalObjectStore implements ObjectStore {
         });
         await this.renameInto(temp.path, key).catch(async (err: unknown) => {
           // The sidecar just written is nobody's.
-          await rm(this.sidecarPath(key), { force: true });
+          await this.removeSidecar(key);
           throw err;
         });
       });
@@ -438,7 +444,7 @@ export class LocalObjectStore implements ObjectStore {
         const data = this.dataPath(key);
         const st = await lstat(data).catch(() => null);
         if (st && !st.isDirectory()) await rm(data, { force: true });
-        await rm(this.sidecarPath(key), { force: true });
+        await this.removeSidecar(key);
         await this.prune(dirname(data), this.root);
         await this.prune(dirname(this.sidecarPath(key)), this.metaRoot);
       });
