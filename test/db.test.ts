@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../src/auth/tokens.js';
 import { UsersService } from '../src/auth/users-service.js';
 import { type Database, migrations } from '../src/database.js';
-import { type DbHandle, openDb } from '../src/platform/db/db.js';
+import { type DbHandle, openDb, preparedAs } from '../src/platform/db/db.js';
 import { AppError } from '../src/platform/errors.js';
 import { createTestDatabase, probePostgres } from './support/postgres.js';
 import { describeWithService } from './support/real-services.js';
@@ -96,6 +96,33 @@ function dbContract(kind: 'pglite' | 'postgres', makeTarget: () => Promise<Targe
     await expect(
       users.register({ email: 'a@EXAMPLE.com', password: 'another-pass', displayName: 'B' }),
     ).rejects.toSatisfy((e) => e instanceof AppError && e.code === 'EMAIL_TAKEN');
+  });
+
+  it('runs a statement marked preparedAs with new values each time (named once per connection on PostgreSQL)', async () => {
+    const prepared = await handle.db.transaction().execute(async (trx) => {
+      for (const [id, n] of [
+        ['prep-a', 1],
+        ['prep-b', 2],
+        ['prep-a', 3],
+      ] as const)
+        await sql`${preparedAs('test_counter_upsert')} insert into counters (id, n) values (${id}, ${n})
+          on conflict (id) do update set n = counters.n + excluded.n`.execute(trx);
+      // Same connection as the statements above: its prepared statements are visible here.
+      return sql<{ name: string }>`select name from pg_prepared_statements`.execute(trx);
+    });
+    const rows = await handle.db
+      .selectFrom('counters')
+      .select(['id', 'n'])
+      .where('id', 'like', 'prep-%')
+      .orderBy('id')
+      .execute();
+    expect(rows).toEqual([
+      { id: 'prep-a', n: 4 },
+      { id: 'prep-b', n: 2 },
+    ]);
+    expect(prepared.rows.map((r) => r.name)).toEqual(kind === 'postgres' ? ['test_counter_upsert'] : []);
+    expect(() => preparedAs('Bad Name')).toThrow(RangeError);
+    await handle.db.deleteFrom('counters').where('id', 'like', 'prep-%').execute();
   });
 
   it('rolls back a failed transaction and keeps a committed one', async () => {

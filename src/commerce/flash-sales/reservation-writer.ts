@@ -11,6 +11,7 @@
  */
 import { type Kysely, sql } from 'kysely';
 import type { Database } from '../../database.js';
+import { preparedAs } from '../../platform/db/db.js';
 
 export interface PendingReservation {
   id: string;
@@ -41,12 +42,15 @@ export class ReservationWriter {
   /**
    * @param db the Db holding flash_sales and flash_reservations.
    * @param maxBatch most rows per insert (Postgres allows 65535 parameters; 7 per row).
-   * @param maxInFlight batches written concurrently (each holds one pool connection).
+   * @param maxInFlight batches written concurrently (each holds one pool connection). Few on
+   *   purpose: PostgreSQL's cost per statement (commit, locks) is most of a small batch's
+   *   cost, so purchases that wait for a slot form bigger batches. Measured with the
+   *   flash-sale bench: 2 in flight took 20–25 % more purchases/s than 4, 1 about the same as 2.
    */
   constructor(
     private readonly db: Kysely<Database>,
     private readonly maxBatch = 1000,
-    private readonly maxInFlight = 4,
+    private readonly maxInFlight = 2,
   ) {}
 
   write(row: PendingReservation): Promise<WriteOutcome> {
@@ -103,7 +107,7 @@ export class ReservationWriter {
    * not inserted.
    */
   private async writeBatch(rows: PendingReservation[]): Promise<WriteOutcome[]> {
-    const inserted = await sql<{ id: string }>`
+    const inserted = await sql<{ id: string }>`${preparedAs('flash_reservations_insert')}
       insert into flash_reservations (id, sale_id, user_id, quantity, status, expires_at, idempotency_key)
       select v.id, v.sale_id, v.user_id, v.quantity, 'reserved', v.expires_at, v.idempotency_key
         from unnest(

@@ -17,7 +17,15 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, type Migration, Migrator, PostgresDialect, sql } from 'kysely';
+import {
+  Kysely,
+  type Migration,
+  Migrator,
+  PostgresDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+  sql,
+} from 'kysely';
 import pg from 'pg';
 import { PGliteDialect } from './pglite-dialect.js';
 
@@ -42,6 +50,55 @@ export interface DbHandle<DB> {
   check(): Promise<void>;
   /** Closes the pool / the embedded database. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Marks a hot statement for a server-side prepared statement on PostgreSQL:
+ * `sql\`${preparedAs('name')} insert ...\``. The SQL text must be the same on
+ * every execution (values go in parameters, arrays included). Each pooled
+ * connection then parses and plans it once instead of on every execution
+ * (about 250 µs of PostgreSQL CPU per statement measured here). A SQL
+ * comment, so PGlite and logs see ordinary SQL.
+ */
+export function preparedAs(name: string) {
+  if (!/^[a-z][a-z0-9_]*$/.test(name))
+    throw new RangeError(`prepared statement name ${name} must be snake_case`);
+  return sql.raw(`/* prepared:${name} */`);
+}
+
+const PREPARED_MARK = /^\/\* prepared:([a-z][a-z0-9_]*) \*\//;
+
+/**
+ * The pool as Kysely's driver sees it, with one difference: a query whose SQL
+ * starts with a `preparedAs` mark is sent as a named statement (pg parses a
+ * name once per connection). Clients are wrapped once, so the driver's
+ * per-client connection cache keeps working.
+ */
+function preparingPool(pool: pg.Pool): PostgresPool {
+  const wrapped = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  return {
+    async connect() {
+      const client = await pool.connect();
+      let face = wrapped.get(client);
+      if (!face) {
+        // Kysely calls query(sql, parameters) or query(cursor); only the first can be named.
+        const query = (text: unknown, values?: readonly unknown[]): unknown => {
+          if (typeof text !== 'string') return client.query(text as pg.Submittable);
+          const name = PREPARED_MARK.exec(text)?.[1];
+          return name
+            ? client.query({ name, text, values: values as unknown[] })
+            : client.query(text, values as unknown[]);
+        };
+        face = {
+          query: query as unknown as PostgresPoolClient['query'],
+          release: (destroy?: boolean) => client.release(destroy),
+        };
+        wrapped.set(client, face);
+      }
+      return face;
+    },
+    end: () => pool.end(),
+  };
 }
 
 /** Redacts the password from a connection URL for messages and logs. */
@@ -80,7 +137,7 @@ function openPostgres<DB>(url: string, poolSize: number): DbHandle<DB> {
   });
   // An idle client losing its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) });
   let closed = false;
   return {
     kind: 'postgres',
