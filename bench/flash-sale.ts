@@ -11,7 +11,10 @@
  * two cores with the server, so making its own per-request work equal across
  * phases keeps the ratio about the server's routes, not about autocannon.
  *
- *   npm run bench -- flash-sale [--duration 8]
+ *   npm run bench -- flash-sale [--duration 5] [--rounds 3]
+ *
+ * Each connection count runs `rounds` rounds of the three routes back to back
+ * (`duration` seconds each); a ratio is the median of the rounds' ratios.
  *
  * Profiling: BENCH_PROFILE=DIR writes the server's CPU profile to DIR
  * (summarise with `npx tsx bench/_profile-summary.ts FILE`); BENCH_ONLY=purchase
@@ -70,8 +73,59 @@ async function load(
   };
 }
 
+interface Round {
+  hello: Run;
+  purchase: Run;
+  soldOut: Run;
+}
+
+interface PhaseResults {
+  hello_rps: number;
+  purchase_rps: number;
+  sold_out_rps: number;
+  purchase_p99_ms: number;
+  /** Median over the rounds of purchase ÷ trivial route, each pair measured back to back. */
+  ratio: number;
+  sold_out_ratio: number;
+  /** Every round's ratios, to show the spread. */
+  round_ratios: number[];
+  round_sold_out_ratios: number[];
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+const round3 = (x: number) => Number(x.toFixed(3));
+
+/**
+ * The host's speed drifts by tens of percent within minutes (other VMs), so
+ * a ratio of two phases far apart measures the drift as much as the routes.
+ * Each round measures the three routes back to back, and the ratio reported
+ * is the median of the rounds' ratios.
+ */
+function summarise(rounds: Round[]): PhaseResults {
+  const ratios = rounds.map((r) => r.purchase.reqPerSec / r.hello.reqPerSec);
+  const soldOutRatios = rounds.map((r) => r.soldOut.reqPerSec / r.hello.reqPerSec);
+  return {
+    hello_rps: Math.round(median(rounds.map((r) => r.hello.reqPerSec))),
+    purchase_rps: Math.round(median(rounds.map((r) => r.purchase.reqPerSec))),
+    sold_out_rps: Math.round(median(rounds.map((r) => r.soldOut.reqPerSec))),
+    purchase_p99_ms: median(rounds.map((r) => r.purchase.p99)),
+    ratio: round3(median(ratios)),
+    sold_out_ratio: round3(median(soldOutRatios)),
+    round_ratios: ratios.map(round3),
+    round_sold_out_ratios: soldOutRatios.map(round3),
+  };
+}
+
 export async function main(args: string[]): Promise<void> {
-  const duration = Number(args[args.indexOf('--duration') + 1]) || 8;
+  const duration = Number(args[args.indexOf('--duration') + 1]) || 5;
+  const roundCount = Number(args[args.indexOf('--rounds') + 1]) || 3;
   const jwtSecret = randomUUID().repeat(2);
   const dataDir = mkdtempSync(join(tmpdir(), 'lcs-bench-'));
   let database: { url: string; drop: () => Promise<void> } | undefined;
@@ -174,42 +228,37 @@ export async function main(args: string[]): Promise<void> {
     await load(`${server.url}/healthz`, 50, 2, helloRequest);
     await load(`${server.url}/v1/flash-sales/${bigSale}/purchase`, 50, 2, purchaseRequest);
 
-    const results: Record<
-      string,
-      { hello: Run; purchase: Run; soldOut: Run; ratio: number; soldOutRatio: number }
-    > = {};
+    const results: Record<number, PhaseResults> = {};
     for (const connections of [100, 1000]) {
-      log(`${connections} connections: trivial route`);
-      const hello = await load(
-        `${server.url}/healthz`,
-        connections,
-        process.env.BENCH_ONLY === 'purchase' ? 1 : duration,
-        helloRequest,
-      );
-      log(`${connections} connections: purchase`);
-      const purchase = await load(
-        `${server.url}/v1/flash-sales/${bigSale}/purchase`,
-        connections,
-        duration,
-        purchaseRequest,
-      );
-      log(`${connections} connections: sold-out purchase`);
-      const soldOut = await load(
-        `${server.url}/v1/flash-sales/${soldOutSale}/purchase`,
-        connections,
-        duration,
-        purchaseRequest,
-      );
-      results[connections] = {
-        hello,
-        purchase,
-        soldOut,
-        ratio: purchase.reqPerSec / hello.reqPerSec,
-        soldOutRatio: soldOut.reqPerSec / hello.reqPerSec,
-      };
-      log(
-        `${connections}: hello ${hello.reqPerSec.toFixed(0)} req/s, purchase ${purchase.reqPerSec.toFixed(0)} req/s (ratio ${results[connections]!.ratio.toFixed(3)}, non2xx ${purchase.non2xx}), sold-out ${soldOut.reqPerSec.toFixed(0)} req/s (ratio ${results[connections]!.soldOutRatio.toFixed(3)})`,
-      );
+      const rounds: Round[] = [];
+      for (let round = 1; round <= roundCount; round++) {
+        const phase = (
+          name: string,
+          path: string,
+          request: Parameters<typeof load>[3],
+          seconds = duration,
+        ) => {
+          log(`${connections} connections, round ${round}/${roundCount}: ${name}`);
+          return load(`${server.url}${path}`, connections, seconds, request);
+        };
+        const hello = await phase(
+          'trivial route',
+          '/healthz',
+          helloRequest,
+          process.env.BENCH_ONLY === 'purchase' ? 1 : duration,
+        );
+        const purchase = await phase('purchase', `/v1/flash-sales/${bigSale}/purchase`, purchaseRequest);
+        const soldOut = await phase(
+          'sold-out purchase',
+          `/v1/flash-sales/${soldOutSale}/purchase`,
+          purchaseRequest,
+        );
+        rounds.push({ hello, purchase, soldOut });
+        log(
+          `${connections}: hello ${hello.reqPerSec.toFixed(0)} req/s, purchase ${purchase.reqPerSec.toFixed(0)} req/s (ratio ${(purchase.reqPerSec / hello.reqPerSec).toFixed(3)}, non2xx ${purchase.non2xx}), sold-out ${soldOut.reqPerSec.toFixed(0)} req/s (ratio ${(soldOut.reqPerSec / hello.reqPerSec).toFixed(3)})`,
+        );
+      }
+      results[connections] = summarise(rounds);
     }
 
     // Nothing oversold: units held in the Db never exceed what was on sale.
@@ -229,26 +278,13 @@ export async function main(args: string[]): Promise<void> {
       JSON.stringify({
         bench: 'flash-sale',
         ratio: Number(Math.min(c100.ratio, c1000.ratio).toFixed(3)),
-        sold_out_ratio: Number(Math.min(c100.soldOutRatio, c1000.soldOutRatio).toFixed(3)),
+        sold_out_ratio: Number(Math.min(c100.sold_out_ratio, c1000.sold_out_ratio).toFixed(3)),
         oversold,
         db: database ? 'postgres' : 'pglite',
         duration_s: duration,
-        c100: {
-          hello_rps: Math.round(c100.hello.reqPerSec),
-          purchase_rps: Math.round(c100.purchase.reqPerSec),
-          sold_out_rps: Math.round(c100.soldOut.reqPerSec),
-          purchase_p99_ms: c100.purchase.p99,
-          ratio: Number(c100.ratio.toFixed(3)),
-          sold_out_ratio: Number(c100.soldOutRatio.toFixed(3)),
-        },
-        c1000: {
-          hello_rps: Math.round(c1000.hello.reqPerSec),
-          purchase_rps: Math.round(c1000.purchase.reqPerSec),
-          sold_out_rps: Math.round(c1000.soldOut.reqPerSec),
-          purchase_p99_ms: c1000.purchase.p99,
-          ratio: Number(c1000.ratio.toFixed(3)),
-          sold_out_ratio: Number(c1000.soldOutRatio.toFixed(3)),
-        },
+        rounds: roundCount,
+        c100,
+        c1000,
       }),
     );
   } finally {
