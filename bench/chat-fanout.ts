@@ -51,6 +51,7 @@ import { TokenService } from '../src/auth/tokens.js';
 import { createTestDatabase } from '../test/support/postgres.js';
 import { startServerProcess } from '../test/support/server-process.js';
 import { cpuMs } from './_proc.js';
+import { median } from './_stats.js';
 
 const log = (msg: string) => process.stderr.write(`[chat-fanout] ${msg}\n`);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -183,13 +184,6 @@ interface RoundResult {
   p99_ms: number | null;
   max_ms: number | null;
   elapsed_ms: number;
-}
-
-function median<T extends number | null>(values: T[]): T {
-  const sorted = values.filter((v): v is NonNullable<T> => v !== null).sort((a, b) => a - b);
-  if (sorted.length === 0) return null as T;
-  const mid = Math.floor(sorted.length / 2);
-  return (sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2) as T;
 }
 
 interface Target {

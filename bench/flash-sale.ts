@@ -29,6 +29,7 @@ import pg from 'pg';
 import { TokenService } from '../src/auth/tokens.js';
 import { createTestDatabase } from '../test/support/postgres.js';
 import { startServerProcess } from '../test/support/server-process.js';
+import { median } from './_stats.js';
 
 const log = (msg: string) => process.stderr.write(`[flash-sale] ${msg}\n`);
 
@@ -90,14 +91,6 @@ interface PhaseResults {
   /** Every round's ratios, to show the spread. */
   round_ratios: number[];
   round_sold_out_ratios: number[];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 const round3 = (x: number) => Number(x.toFixed(3));

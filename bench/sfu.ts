@@ -40,6 +40,7 @@ import { Sfu } from '../media/sfu/sfu.js';
 import { findWorkerBinary } from '../media/sfu/worker-binary.js';
 import { loadMediasoup } from '../media/sfu/worker-pool.js';
 import { cpuMs } from './_proc.js';
+import { median } from './_stats.js';
 
 const log = (msg: string) => process.stderr.write(`[sfu] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -235,12 +236,6 @@ async function round(
     await sleep(500);
   }
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 export async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv);
