@@ -3,8 +3,8 @@
  * Watch: a streamer goes live (ffmpeg over RTMP), a signed-in viewer
  * watches, chats, sees the pinned product card when the video reaches the
  * pin, buys in a flash sale with live stock, buys the pinned product with a
- * coupon, asks for an agent, and the
- * agent answers with video on the support desk; on a phone-sized screen too.
+ * coupon, asks for an agent, and the agent answers (while the viewer's camera is
+ * still opening) with video on the support desk; on a phone-sized screen too.
  * Studio: a streamer signs in, schedules a stream, goes live with the key it
  * shows, pins, starts a flash sale, moderates chat, ends the show.
  */
@@ -73,6 +73,14 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
         async () => (await stack.api<{ hlsUrl: string | null }>('GET', `/v1/streams/${id}`)).hlsUrl !== null,
       );
       await page.addInitScript(`localStorage.setItem('lc.token', ${JSON.stringify(viewer.token)})`);
+      // The viewer's camera opens only when the test says so, as a real one waits for the
+      // permission prompt: the agent answers while it is still opening.
+      await page.addInitScript(`{
+        const devices = navigator.mediaDevices;
+        const open = devices.getUserMedia.bind(devices);
+        const opened = new Promise((resolve) => { window.openCamera = resolve; });
+        devices.getUserMedia = async (constraints) => { await opened; return open(constraints); };
+      }`);
       await page.goto(`${stack.server.url}/watch/${id}`);
       await waitFor(async () => (await videoTime(page)) > 1, 45_000, 250);
       expect(await text(page, '#status')).toBe('LIVE');
@@ -170,6 +178,11 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
         return context.includes('Sneaker drop') && context.includes('Trail runner');
       }, 10_000);
       await desk.getByRole('button', { name: 'Answer' }).click();
+      // The call is active and the agent sends before the viewer's camera is open; the
+      // viewer's media must still reach the agent once it is.
+      await waitFor(async () => (await text(desk, '#call-status')) === 'Connected', 20_000, 200);
+      expect(await page.locator('#call').isVisible()).toBe(false);
+      await page.evaluate('window.openCamera()');
       for (const p of [page, desk])
         await waitFor(async () => (await text(p, '#call-status')) === 'Connected', 20_000, 200);
       for (const [name, p] of [

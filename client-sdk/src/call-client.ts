@@ -186,6 +186,12 @@ export class CallSession extends Emitter<CallSessionEvents> {
   private readonly enabled: Record<MediaKind, boolean> = { audio: true, video: true };
   private mediaState: MediaConnectionState = 'idle';
   private connecting: Promise<void> | null = null;
+  /**
+   * Set once the camera and microphone are settled (granted, refused or not asked for). A
+   * `call.updated` that arrives while the browser is still opening them must not start media:
+   * transports built then would carry no tracks, and the other side would see and hear nothing.
+   */
+  private localMediaSettled = false;
   private mediaRetries = 0;
   private iceRestarts = 0;
   private iceTimer: ReturnType<typeof setTimeout> | null = null;
@@ -277,6 +283,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
     await this.realtime.connect();
     await this.realtime.join(room);
     await this.acquireLocalMedia();
+    this.localMediaSettled = true;
     this.onCall(this.callValue);
   }
 
@@ -430,7 +437,8 @@ export class CallSession extends Emitter<CallSessionEvents> {
     // While it rings only the caller may set media up, so it flows the moment the callee answers.
     const mayConnect =
       call.status === 'active' || (call.status === 'ringing' && call.callerId === this.selfId);
-    if (mayConnect && !this.sendTransport && !this.connecting) void this.connectMedia();
+    if (mayConnect && this.localMediaSettled && !this.sendTransport && !this.connecting)
+      void this.connectMedia();
   }
 
   private async acquireLocalMedia(): Promise<void> {
