@@ -21,3 +21,13 @@ export function childrenCpuMs(): number {
   // cutime is field 16, cstime 17.
   return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLK_TCK;
 }
+
+/**
+ * CPU time every core of this machine spent working (user, nice, system, irq, softirq), in ms:
+ * not idle, iowait or steal, so other VMs on the host do not count.
+ */
+export function machineBusyMs(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] as string;
+  const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number);
+  return (((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0)) * 1000) / CLK_TCK;
+}

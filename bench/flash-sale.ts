@@ -29,6 +29,7 @@ import pg from 'pg';
 import { TokenService } from '../src/auth/tokens.js';
 import { createTestDatabase } from '../test/support/postgres.js';
 import { startServerProcess } from '../test/support/server-process.js';
+import { cpuMs, machineBusyMs } from './_proc.js';
 import { median } from './_stats.js';
 
 const log = (msg: string) => process.stderr.write(`[flash-sale] ${msg}\n`);
@@ -38,14 +39,21 @@ interface Run {
   p99: number;
   non2xx: number;
   errors: number;
+  /** CPU of the server process per request, µs. */
+  serverUs: number;
+  /** CPU of the whole machine (server, Redis, PostgreSQL, autocannon) per request, µs. */
+  machineUs: number;
 }
 
 async function load(
+  serverPid: number,
   url: string,
   connections: number,
   duration: number,
   request: { method: 'GET' | 'POST'; body?: string; headers: () => Record<string, string> },
 ): Promise<Run> {
+  const server0 = cpuMs(serverPid).total;
+  const machine0 = machineBusyMs();
   const result = await autocannon({
     url,
     connections,
@@ -66,11 +74,14 @@ async function load(
       },
     ],
   });
+  const requests = Math.max(1, result.requests.total);
   return {
     reqPerSec: result.requests.average,
     p99: result.latency.p99,
     non2xx: result.non2xx,
     errors: result.errors,
+    serverUs: ((cpuMs(serverPid).total - server0) * 1000) / requests,
+    machineUs: ((machineBusyMs() - machine0) * 1000) / requests,
   };
 }
 
@@ -91,9 +102,20 @@ interface PhaseResults {
   /** Every round's ratios, to show the spread. */
   round_ratios: number[];
   round_sold_out_ratios: number[];
+  /**
+   * Median CPU per request, µs, of the server process and of the whole machine. Less
+   * sensitive than req/s to the host's drift, and it shows where a route's cost goes.
+   */
+  server_us: { hello: number; purchase: number; sold_out: number };
+  machine_us: { hello: number; purchase: number; sold_out: number };
 }
 
 const round3 = (x: number) => Number(x.toFixed(3));
+const perRoute = (rounds: Round[], figure: (run: Run) => number) => ({
+  hello: Math.round(median(rounds.map((r) => figure(r.hello)))),
+  purchase: Math.round(median(rounds.map((r) => figure(r.purchase)))),
+  sold_out: Math.round(median(rounds.map((r) => figure(r.soldOut)))),
+});
 
 /**
  * The host's speed drifts by tens of percent within minutes (other VMs), so
@@ -113,6 +135,8 @@ function summarise(rounds: Round[]): PhaseResults {
     sold_out_ratio: round3(median(soldOutRatios)),
     round_ratios: ratios.map(round3),
     round_sold_out_ratios: soldOutRatios.map(round3),
+    server_us: perRoute(rounds, (r) => r.serverUs),
+    machine_us: perRoute(rounds, (r) => r.machineUs),
   };
 }
 
@@ -143,8 +167,12 @@ export async function main(args: string[]): Promise<void> {
       AUTH_RATE_LIMIT_PER_MINUTE: '1000000',
     },
     60_000,
-    // BENCH_PROFILE=DIR writes a CPU profile of the server there (open it in Chrome DevTools).
-    process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
+    [
+      // BENCH_PROFILE=DIR writes a CPU profile of the server there (open it in Chrome DevTools).
+      ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+      // BENCH_NODE_ARGS="--trace-gc" adds node flags to the server.
+      ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
   );
   const tokens = new TokenService(jwtSecret, 3600);
   try {
@@ -216,10 +244,11 @@ export async function main(args: string[]): Promise<void> {
       body: purchaseRequest.body,
     });
 
+    const pid = server.proc.pid as number;
     log('warming up');
     const helloRequest = { method: 'GET' as const, headers: purchaseRequest.headers };
-    await load(`${server.url}/healthz`, 50, 2, helloRequest);
-    await load(`${server.url}/v1/flash-sales/${bigSale}/purchase`, 50, 2, purchaseRequest);
+    await load(pid, `${server.url}/healthz`, 50, 2, helloRequest);
+    await load(pid, `${server.url}/v1/flash-sales/${bigSale}/purchase`, 50, 2, purchaseRequest);
 
     const results: Record<number, PhaseResults> = {};
     for (const connections of [100, 1000]) {
@@ -228,11 +257,11 @@ export async function main(args: string[]): Promise<void> {
         const phase = (
           name: string,
           path: string,
-          request: Parameters<typeof load>[3],
+          request: Parameters<typeof load>[4],
           seconds = duration,
         ) => {
           log(`${connections} connections, round ${round}/${roundCount}: ${name}`);
-          return load(`${server.url}${path}`, connections, seconds, request);
+          return load(pid, `${server.url}${path}`, connections, seconds, request);
         };
         const hello = await phase(
           'trivial route',
@@ -248,7 +277,7 @@ export async function main(args: string[]): Promise<void> {
         );
         rounds.push({ hello, purchase, soldOut });
         log(
-          `${connections}: hello ${hello.reqPerSec.toFixed(0)} req/s, purchase ${purchase.reqPerSec.toFixed(0)} req/s (ratio ${(purchase.reqPerSec / hello.reqPerSec).toFixed(3)}, non2xx ${purchase.non2xx}), sold-out ${soldOut.reqPerSec.toFixed(0)} req/s (ratio ${(soldOut.reqPerSec / hello.reqPerSec).toFixed(3)})`,
+          `${connections}: hello ${hello.reqPerSec.toFixed(0)} req/s, purchase ${purchase.reqPerSec.toFixed(0)} req/s (ratio ${(purchase.reqPerSec / hello.reqPerSec).toFixed(3)}, non2xx ${purchase.non2xx}), sold-out ${soldOut.reqPerSec.toFixed(0)} req/s (ratio ${(soldOut.reqPerSec / hello.reqPerSec).toFixed(3)}); µs/request server ${hello.serverUs.toFixed(0)}/${purchase.serverUs.toFixed(0)}/${soldOut.serverUs.toFixed(0)}, machine ${hello.machineUs.toFixed(0)}/${purchase.machineUs.toFixed(0)}/${soldOut.machineUs.toFixed(0)}`,
         );
       }
       results[connections] = summarise(rounds);
