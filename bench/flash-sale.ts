@@ -15,6 +15,8 @@
  *
  * Each connection count runs `rounds` rounds of the three routes back to back
  * (`duration` seconds each); a ratio is the median of the rounds' ratios.
+ * Each phase also reports CPU per request, µs, of the server, Redis,
+ * PostgreSQL, autocannon (this process) and the whole machine (from /proc).
  *
  * Profiling: BENCH_PROFILE=DIR writes the server's CPU profile to DIR
  * (summarise with `npx tsx bench/_profile-summary.ts FILE`); BENCH_ONLY=purchase
@@ -29,7 +31,7 @@ import pg from 'pg';
 import { TokenService } from '../src/auth/tokens.js';
 import { createTestDatabase } from '../test/support/postgres.js';
 import { startServerProcess } from '../test/support/server-process.js';
-import { cpuMs, machineBusyMs } from './_proc.js';
+import { cpuMs, cpuMsBetween, cpuMsByPid, machineBusyMs } from './_proc.js';
 import { median } from './_stats.js';
 
 const log = (msg: string) => process.stderr.write(`[flash-sale] ${msg}\n`);
@@ -39,11 +41,36 @@ interface Run {
   p99: number;
   non2xx: number;
   errors: number;
-  /** CPU of the server process per request, µs. */
-  serverUs: number;
-  /** CPU of the whole machine (server, Redis, PostgreSQL, autocannon) per request, µs. */
-  machineUs: number;
+  /** CPU per request, µs, of each part, and of the whole machine (those and anything else). */
+  cpuUs: Record<CpuPart, number>;
 }
+
+const CPU_PARTS = ['server', 'redis', 'postgres', 'autocannon', 'machine'] as const;
+type CpuPart = (typeof CPU_PARTS)[number];
+
+interface CpuSample {
+  server: number;
+  redis: Map<number, number>;
+  postgres: Map<number, number>;
+  autocannon: number;
+  machine: number;
+}
+
+const cpuNow = (serverPid: number): CpuSample => ({
+  server: cpuMs(serverPid).total,
+  redis: cpuMsByPid('redis-server'),
+  postgres: cpuMsByPid('postgres'),
+  autocannon: cpuMs(process.pid).total,
+  machine: machineBusyMs(),
+});
+
+const cpuUsed = (a: CpuSample, b: CpuSample): Record<CpuPart, number> => ({
+  server: b.server - a.server,
+  redis: cpuMsBetween(a.redis, b.redis),
+  postgres: cpuMsBetween(a.postgres, b.postgres),
+  autocannon: b.autocannon - a.autocannon,
+  machine: b.machine - a.machine,
+});
 
 async function load(
   serverPid: number,
@@ -52,8 +79,7 @@ async function load(
   duration: number,
   request: { method: 'GET' | 'POST'; body?: string; headers: () => Record<string, string> },
 ): Promise<Run> {
-  const server0 = cpuMs(serverPid).total;
-  const machine0 = machineBusyMs();
+  const cpu0 = cpuNow(serverPid);
   const result = await autocannon({
     url,
     connections,
@@ -75,13 +101,15 @@ async function load(
     ],
   });
   const requests = Math.max(1, result.requests.total);
+  const used = cpuUsed(cpu0, cpuNow(serverPid));
   return {
     reqPerSec: result.requests.average,
     p99: result.latency.p99,
     non2xx: result.non2xx,
     errors: result.errors,
-    serverUs: ((cpuMs(serverPid).total - server0) * 1000) / requests,
-    machineUs: ((machineBusyMs() - machine0) * 1000) / requests,
+    cpuUs: Object.fromEntries(
+      CPU_PARTS.map((part) => [part, Math.round((used[part] * 1000) / requests)]),
+    ) as Record<CpuPart, number>,
   };
 }
 
@@ -103,19 +131,19 @@ interface PhaseResults {
   round_ratios: number[];
   round_sold_out_ratios: number[];
   /**
-   * Median CPU per request, µs, of the server process and of the whole machine. Less
-   * sensitive than req/s to the host's drift, and it shows where a route's cost goes.
+   * Median CPU per request, µs, by route and part (the server process, Redis, PostgreSQL,
+   * autocannon, the whole machine): less sensitive than req/s to the host's drift, and it
+   * shows where a route's cost goes.
    */
-  server_us: { hello: number; purchase: number; sold_out: number };
-  machine_us: { hello: number; purchase: number; sold_out: number };
+  cpu_us: Record<'hello' | 'purchase' | 'sold_out', Record<CpuPart, number>>;
 }
 
 const round3 = (x: number) => Number(x.toFixed(3));
-const perRoute = (rounds: Round[], figure: (run: Run) => number) => ({
-  hello: Math.round(median(rounds.map((r) => figure(r.hello)))),
-  purchase: Math.round(median(rounds.map((r) => figure(r.purchase)))),
-  sold_out: Math.round(median(rounds.map((r) => figure(r.soldOut)))),
-});
+const medianCpu = (runs: Run[]) =>
+  Object.fromEntries(
+    CPU_PARTS.map((part) => [part, Math.round(median(runs.map((r) => r.cpuUs[part])))]),
+  ) as Record<CpuPart, number>;
+const cpuLine = (run: Run) => CPU_PARTS.map((part) => `${part} ${run.cpuUs[part]}`).join(', ');
 
 /**
  * The host's speed drifts by tens of percent within minutes (other VMs), so
@@ -135,8 +163,11 @@ function summarise(rounds: Round[]): PhaseResults {
     sold_out_ratio: round3(median(soldOutRatios)),
     round_ratios: ratios.map(round3),
     round_sold_out_ratios: soldOutRatios.map(round3),
-    server_us: perRoute(rounds, (r) => r.serverUs),
-    machine_us: perRoute(rounds, (r) => r.machineUs),
+    cpu_us: {
+      hello: medianCpu(rounds.map((r) => r.hello)),
+      purchase: medianCpu(rounds.map((r) => r.purchase)),
+      sold_out: medianCpu(rounds.map((r) => r.soldOut)),
+    },
   };
 }
 
@@ -277,8 +308,14 @@ export async function main(args: string[]): Promise<void> {
         );
         rounds.push({ hello, purchase, soldOut });
         log(
-          `${connections}: hello ${hello.reqPerSec.toFixed(0)} req/s, purchase ${purchase.reqPerSec.toFixed(0)} req/s (ratio ${(purchase.reqPerSec / hello.reqPerSec).toFixed(3)}, non2xx ${purchase.non2xx}), sold-out ${soldOut.reqPerSec.toFixed(0)} req/s (ratio ${(soldOut.reqPerSec / hello.reqPerSec).toFixed(3)}); µs/request server ${hello.serverUs.toFixed(0)}/${purchase.serverUs.toFixed(0)}/${soldOut.serverUs.toFixed(0)}, machine ${hello.machineUs.toFixed(0)}/${purchase.machineUs.toFixed(0)}/${soldOut.machineUs.toFixed(0)}`,
+          `${connections}: hello ${hello.reqPerSec.toFixed(0)} req/s, purchase ${purchase.reqPerSec.toFixed(0)} req/s (ratio ${(purchase.reqPerSec / hello.reqPerSec).toFixed(3)}, non2xx ${purchase.non2xx}), sold-out ${soldOut.reqPerSec.toFixed(0)} req/s (ratio ${(soldOut.reqPerSec / hello.reqPerSec).toFixed(3)})`,
         );
+        for (const [name, run] of [
+          ['hello', hello],
+          ['purchase', purchase],
+          ['sold-out', soldOut],
+        ] as const)
+          log(`${connections}: ${name} µs/request: ${cpuLine(run)}`);
       }
       results[connections] = summarise(rounds);
     }
