@@ -124,6 +124,8 @@ interface PhaseResults {
   purchase_rps: number;
   sold_out_rps: number;
   purchase_p99_ms: number;
+  /** Median over the rounds of each route's p99 latency, ms. */
+  p99_ms: { hello: number; purchase: number; sold_out: number };
   /** Median over the rounds of purchase ÷ trivial route, each pair measured back to back. */
   ratio: number;
   sold_out_ratio: number;
@@ -159,6 +161,11 @@ function summarise(rounds: Round[]): PhaseResults {
     purchase_rps: Math.round(median(rounds.map((r) => r.purchase.reqPerSec))),
     sold_out_rps: Math.round(median(rounds.map((r) => r.soldOut.reqPerSec))),
     purchase_p99_ms: median(rounds.map((r) => r.purchase.p99)),
+    p99_ms: {
+      hello: median(rounds.map((r) => r.hello.p99)),
+      purchase: median(rounds.map((r) => r.purchase.p99)),
+      sold_out: median(rounds.map((r) => r.soldOut.p99)),
+    },
     ratio: round3(median(ratios)),
     sold_out_ratio: round3(median(soldOutRatios)),
     round_ratios: ratios.map(round3),
@@ -315,7 +322,7 @@ export async function main(args: string[]): Promise<void> {
           ['purchase', purchase],
           ['sold-out', soldOut],
         ] as const)
-          log(`${connections}: ${name} µs/request: ${cpuLine(run)}`);
+          log(`${connections}: ${name} p99 ${run.p99} ms, µs/request: ${cpuLine(run)}`);
       }
       results[connections] = summarise(rounds);
     }
