@@ -26,92 +26,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import pg from 'pg';
 import { TokenService } from '../src/auth/tokens.js';
 import { createTestDatabase } from '../test/support/postgres.js';
 import { startServerProcess } from '../test/support/server-process.js';
-import { cpuMs, cpuMsBetween, cpuMsByPid, machineBusyMs } from './_proc.js';
+import { CPU_PARTS, type CpuPart, load, type Run } from './_load.js';
 import { median } from './_stats.js';
 
 const log = (msg: string) => process.stderr.write(`[flash-sale] ${msg}\n`);
-
-interface Run {
-  reqPerSec: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-  /** CPU per request, µs, of each part, and of the whole machine (those and anything else). */
-  cpuUs: Record<CpuPart, number>;
-}
-
-const CPU_PARTS = ['server', 'redis', 'postgres', 'autocannon', 'machine'] as const;
-type CpuPart = (typeof CPU_PARTS)[number];
-
-interface CpuSample {
-  server: number;
-  redis: Map<number, number>;
-  postgres: Map<number, number>;
-  autocannon: number;
-  machine: number;
-}
-
-const cpuNow = (serverPid: number): CpuSample => ({
-  server: cpuMs(serverPid).total,
-  redis: cpuMsByPid('redis-server'),
-  postgres: cpuMsByPid('postgres'),
-  autocannon: cpuMs(process.pid).total,
-  machine: machineBusyMs(),
-});
-
-const cpuUsed = (a: CpuSample, b: CpuSample): Record<CpuPart, number> => ({
-  server: b.server - a.server,
-  redis: cpuMsBetween(a.redis, b.redis),
-  postgres: cpuMsBetween(a.postgres, b.postgres),
-  autocannon: b.autocannon - a.autocannon,
-  machine: b.machine - a.machine,
-});
-
-async function load(
-  serverPid: number,
-  url: string,
-  connections: number,
-  duration: number,
-  request: { method: 'GET' | 'POST'; body?: string; headers: () => Record<string, string> },
-): Promise<Run> {
-  const cpu0 = cpuNow(serverPid);
-  const result = await autocannon({
-    url,
-    connections,
-    duration,
-    pipelining: 1,
-    method: request.method,
-    requests: [
-      {
-        method: request.method,
-        body: request.body,
-        setupRequest: (req: autocannon.Request) => ({
-          ...req,
-          headers: {
-            ...(request.body === undefined ? {} : { 'content-type': 'application/json' }),
-            ...request.headers(),
-          },
-        }),
-      },
-    ],
-  });
-  const requests = Math.max(1, result.requests.total);
-  const used = cpuUsed(cpu0, cpuNow(serverPid));
-  return {
-    reqPerSec: result.requests.average,
-    p99: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    cpuUs: Object.fromEntries(
-      CPU_PARTS.map((part) => [part, Math.round((used[part] * 1000) / requests)]),
-    ) as Record<CpuPart, number>,
-  };
-}
 
 interface Round {
   hello: Run;
@@ -123,7 +45,6 @@ interface PhaseResults {
   hello_rps: number;
   purchase_rps: number;
   sold_out_rps: number;
-  purchase_p99_ms: number;
   /** Median over the rounds of each route's p99 latency, ms. */
   p99_ms: { hello: number; purchase: number; sold_out: number };
   /** Median over the rounds of purchase ÷ trivial route, each pair measured back to back. */
@@ -160,7 +81,6 @@ function summarise(rounds: Round[]): PhaseResults {
     hello_rps: Math.round(median(rounds.map((r) => r.hello.reqPerSec))),
     purchase_rps: Math.round(median(rounds.map((r) => r.purchase.reqPerSec))),
     sold_out_rps: Math.round(median(rounds.map((r) => r.soldOut.reqPerSec))),
-    purchase_p99_ms: median(rounds.map((r) => r.purchase.p99)),
     p99_ms: {
       hello: median(rounds.map((r) => r.hello.p99)),
       purchase: median(rounds.map((r) => r.purchase.p99)),
