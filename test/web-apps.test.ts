@@ -3,8 +3,9 @@
  * Watch: a streamer goes live (ffmpeg over RTMP), a signed-in viewer
  * watches, chats, sees the pinned product card when the video reaches the
  * pin, buys in a flash sale with live stock, buys the pinned product with a
- * coupon, asks for an agent, and the agent answers (while the viewer's camera is
- * still opening) with video on the support desk; on a phone-sized screen too.
+ * coupon, asks for an agent (who rejects the first call and answers the second,
+ * both while the viewer's camera is still opening) with video on the support
+ * desk; on a phone-sized screen too.
  * Studio: a streamer signs in, schedules a stream, goes live with the key it
  * shows, pins, starts a flash sale, moderates chat, ends the show.
  */
@@ -73,13 +74,22 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
         async () => (await stack.api<{ hlsUrl: string | null }>('GET', `/v1/streams/${id}`)).hlsUrl !== null,
       );
       await page.addInitScript(`localStorage.setItem('lc.token', ${JSON.stringify(viewer.token)})`);
-      // The viewer's camera opens only when the test says so, as a real one waits for the
-      // permission prompt: the agent answers while it is still opening.
+      // After holdCamera() the viewer's camera opens only at openCamera(), as a real one waits
+      // for the permission prompt: the agent answers (or rejects) while it is still opening.
       await page.addInitScript(`{
         const devices = navigator.mediaDevices;
         const open = devices.getUserMedia.bind(devices);
-        const opened = new Promise((resolve) => { window.openCamera = resolve; });
-        devices.getUserMedia = async (constraints) => { await opened; return open(constraints); };
+        let held = null;
+        window.cameraStreams = [];
+        window.holdCamera = () => {
+          held = new Promise((resolve) => { window.openCamera = () => { held = null; resolve(); }; });
+        };
+        devices.getUserMedia = async (constraints) => {
+          if (held) await held;
+          const stream = await open(constraints);
+          window.cameraStreams.push(stream);
+          return stream;
+        };
       }`);
       await page.goto(`${stack.server.url}/watch/${id}`);
       await waitFor(async () => (await videoTime(page)) > 1, 45_000, 250);
@@ -171,6 +181,27 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       await desk.getByRole('button', { name: 'Sign in' }).click();
       await desk.getByRole('button', { name: 'Go online' }).click();
       await waitFor(async () => (await text(desk, '#availability')) === 'online', 10_000);
+
+      // The agent rejects the first call while the viewer's camera is still opening: the
+      // viewer is told, the camera is let go as soon as it opens, and they can call again.
+      await page.evaluate('window.holdCamera()');
+      await page.getByRole('button', { name: 'Talk to an agent' }).click();
+      await desk.locator('#ringing').waitFor({ state: 'visible', timeout: 15_000 });
+      await desk.getByRole('button', { name: 'Reject' }).click();
+      await desk.locator('#ringing').waitFor({ state: 'hidden', timeout: 10_000 });
+      await page.evaluate('window.openCamera()');
+      await waitFor(async () => (await text(page, '#call-status')) === 'The call was declined.', 10_000);
+      await page
+        .getByRole('button', { name: 'Talk to an agent' })
+        .waitFor({ state: 'visible', timeout: 10_000 });
+      expect(
+        await page.evaluate(
+          'window.cameraStreams.length === 1 && window.cameraStreams[0].getTracks().every((t) => t.readyState === "ended")',
+        ),
+      ).toBe(true);
+      await waitFor(async () => (await text(desk, '#availability')) === 'online', 10_000);
+
+      await page.evaluate('window.holdCamera()');
       await page.getByRole('button', { name: 'Talk to an agent' }).click();
       await desk.locator('#ringing').waitFor({ state: 'visible', timeout: 15_000 });
       await waitFor(async () => {
@@ -181,7 +212,8 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
       // The call is active and the agent sends before the viewer's camera is open; the
       // viewer's media must still reach the agent once it is.
       await waitFor(async () => (await text(desk, '#call-status')) === 'Connected', 20_000, 200);
-      expect(await page.locator('#call').isVisible()).toBe(false);
+      // (The viewer's panel still shows the first call: the second is shown once its camera is open.)
+      expect(await text(page, '#call-status')).toBe('The call was declined.');
       await page.evaluate('window.openCamera()');
       for (const p of [page, desk])
         await waitFor(async () => (await text(p, '#call-status')) === 'Connected', 20_000, 200);

@@ -141,14 +141,17 @@ export class CallPanel {
       this.remote.dataset.audioBytes = String(stats.audio?.bytesReceived ?? 0);
     });
     session.on('error', this.onError);
-    session.on('ended', (call) => {
+    const end = (call: Call) => {
       this.session = null;
       render();
       for (const button of [this.mute, this.camera, this.hangup]) button.disabled = true;
       this.remote.srcObject = null;
       this.local.srcObject = null;
       onEnded?.(call);
-    });
+    };
+    session.on('ended', end);
+    // Declined or cancelled while the camera was opening: it ended before it could be shown.
+    if (session.over) end(session.call);
   }
 
   /** The cameras to choose from (labels are known once the page may use one). */

@@ -229,6 +229,15 @@ export class CallSession extends Emitter<CallSessionEvents> {
     return this.mediaState;
   }
 
+  /**
+   * The call is over. It can be so already when `start` or `answer` returns (it ended while
+   * the camera and microphone were opening, and `ended` was emitted then): check this as
+   * well as listening for `ended`.
+   */
+  get over(): boolean {
+    return OVER.includes(this.callValue.status);
+  }
+
   get microphoneEnabled(): boolean {
     return this.enabled.audio;
   }
@@ -283,6 +292,11 @@ export class CallSession extends Emitter<CallSessionEvents> {
     await this.realtime.connect();
     await this.realtime.join(room);
     await this.acquireLocalMedia();
+    if (this.closed) {
+      // The call ended while the camera was opening: let go of it at once.
+      for (const track of this.localStreamValue?.getTracks() ?? []) track.stop();
+      return;
+    }
     this.localMediaSettled = true;
     this.onCall(this.callValue);
   }
