@@ -28,58 +28,16 @@
  * BENCH_SERVER_LOG=FILE keeps what the server printed (its GC trace included).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPublisher } from '../test/support/rtmp-publisher.js';
 import { startServerProcess } from '../test/support/server-process.js';
+import { cpuMsOf, processTree } from './_proc.js';
 
 const log = (msg: string) => process.stderr.write(`[live-ingest] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const STAGGER_MS = 250;
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-
-/** CPU ms of the processes, read from /proc (`system`: kernel time only). Gone processes count 0. */
-function cpuMs(pids: number[], part: 'all' | 'system' = 'all'): number {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = (part === 'all' ? Number(fields[11]) : 0) + Number(fields[12]);
-      total += (ticks * 1000) / CLK_TCK;
-    } catch {
-      // exited
-    }
-  }
-  return total;
-}
-
-/** The process and all its descendants. */
-function tree(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
-  return out;
-}
-
 /** 720p30 H.264 (x264 veryfast, 1 s GOP) + AAC 48 kHz, encoded once and cached. */
 function prepareInput(): string {
   const dir = join(tmpdir(), 'lcs-bench-media');
@@ -216,18 +174,18 @@ export async function main(args: string[]): Promise<void> {
     }
     await sleep(warmup * 1000);
     const window = seconds - warmup - 2;
-    const pipelinePids = tree(server.proc.pid as number);
+    const pipelinePids = processTree(server.proc.pid as number);
     const serverPid = server.proc.pid as number;
     const barePids = bare.map((p) => p.pid as number);
-    const p0 = cpuMs(pipelinePids);
-    const s0 = cpuMs([serverPid]);
-    const k0 = cpuMs([serverPid], 'system');
-    const b0 = cpuMs(barePids);
+    const p0 = cpuMsOf(pipelinePids);
+    const s0 = cpuMsOf([serverPid]);
+    const k0 = cpuMsOf([serverPid], 'system');
+    const b0 = cpuMsOf(barePids);
     await sleep(window * 1000);
-    const pipelineCpu = cpuMs(pipelinePids) - p0;
-    const serverCpu = cpuMs([serverPid]) - s0;
-    const serverSys = cpuMs([serverPid], 'system') - k0;
-    const bareCpu = cpuMs(barePids) - b0;
+    const pipelineCpu = cpuMsOf(pipelinePids) - p0;
+    const serverCpu = cpuMsOf([serverPid]) - s0;
+    const serverSys = cpuMsOf([serverPid], 'system') - k0;
+    const bareCpu = cpuMsOf(barePids) - b0;
     const transmuxers = pipelinePids.length - 1;
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     const uploadP95 = histogramQuantile(metrics, 'hls_segment_delivery_seconds', 0.95);
