@@ -9,7 +9,9 @@
  * other side; a network change restarts ICE and media goes on; switching
  * the camera keeps the other side decoding; a dropped WebSocket rebuilds the
  * media after the reconnect; hanging up
- * ends the call for both and frees the router.
+ * ends the call for both and frees the router. A shopper whose browser
+ * refuses the camera and microphone is told so and still sees and hears the
+ * agent.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -303,6 +305,58 @@ await describeWithService(
         await waitFor(async () => (await routers(one)) + (await routers(two)) === 0, 10_000, 100);
         // The desk's history lists the call.
         await waitFor(async () => (await text(desk, '#history')).includes('ended (hangup)'), 10_000, 100);
+        expect(problems, problems.join('\n')).toEqual([]);
+      } finally {
+        await desk.context().close();
+        await watch.context().close();
+      }
+    });
+
+    it('a shopper whose camera and microphone are refused is told so, and still sees and hears the agent', {
+      timeout: 120_000,
+    }, async () => {
+      const admin = await one.t.login(['admin']);
+      const agent = await one.t.login(['agent']);
+      const shopper = await one.t.login();
+      const stream = await one.t.app.inject({
+        method: 'POST',
+        url: '/v1/streams',
+        headers: { authorization: `Bearer ${admin.token}` },
+        payload: { title: 'Tea corner' },
+      });
+      expect(stream.statusCode, stream.body).toBe(201);
+      const problems: string[] = [];
+      const desk = await openPage(agent.token, problems);
+      const watch = await openPage(shopper.token, problems);
+      // As when the user says no to the browser's prompt.
+      await watch.addInitScript(
+        `navigator.mediaDevices.getUserMedia = async () => { throw new DOMException('Permission denied', 'NotAllowedError'); };`,
+      );
+      try {
+        await desk.goto(`${two.base}/support`);
+        await desk.getByRole('button', { name: 'Go online' }).click();
+        await waitFor(async () => (await text(desk, '#availability')) === 'online', 10_000, 100);
+        await watch.goto(`${one.base}/watch/${stream.json().stream.id}`);
+        await watch.getByRole('button', { name: 'Talk to an agent' }).click();
+        await waitFor(
+          async () => (await text(watch, '#notice')).startsWith('No camera or microphone'),
+          10_000,
+          100,
+        );
+        await desk.locator('#ringing').waitFor({ state: 'visible', timeout: 15_000 });
+        await desk.getByRole('button', { name: 'Answer' }).click();
+        await waitFor(
+          async () => {
+            const now = await received(watch);
+            return now.framesDecoded > 0 && now.audioBytes > 0;
+          },
+          30_000,
+          250,
+        );
+        expect(await text(desk, '#call-status')).toBe('Connected');
+        await watch.getByRole('button', { name: 'Hang up' }).click();
+        for (const page of [watch, desk])
+          await waitFor(async () => (await text(page, '#call-status')).startsWith('Call ended'), 15_000, 100);
         expect(problems, problems.join('\n')).toEqual([]);
       } finally {
         await desk.context().close();

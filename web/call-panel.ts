@@ -141,6 +141,7 @@ export class CallPanel {
       this.remote.dataset.audioBytes = String(stats.audio?.bytesReceived ?? 0);
     });
     session.on('error', this.onError);
+    if (session.localMediaError) this.onError(session.localMediaError);
     const end = (call: Call) => {
       this.session = null;
       render();

@@ -176,6 +176,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
   /** The other side's tracks, for a <video> element's `srcObject`. */
   readonly remoteStream: MediaStream = new MediaStream();
   private localStreamValue: MediaStream | null = null;
+  private localMediaErrorValue: LiveCommerceError | null = null;
   private device: Device | null = null;
   private sendTransport: types.Transport | null = null;
   private recvTransport: types.Transport | null = null;
@@ -223,6 +224,14 @@ export class CallSession extends Emitter<CallSessionEvents> {
   /** This side's camera and microphone (for a muted preview), once acquired. */
   get localStream(): MediaStream | null {
     return this.localStreamValue;
+  }
+
+  /**
+   * Why the camera and microphone could not be opened (`MEDIA_DEVICE`: none, or not allowed),
+   * or null. The call goes on receive-only. Known when `start` or `answer` returns.
+   */
+  get localMediaError(): LiveCommerceError | null {
+    return this.localMediaErrorValue;
   }
 
   get media(): MediaConnectionState {
@@ -465,8 +474,9 @@ export class CallSession extends Emitter<CallSessionEvents> {
     try {
       this.localStreamValue = await navigator.mediaDevices.getUserMedia({ audio, video });
     } catch (err) {
-      // Receive-only is still a call: the other side can show and tell.
-      this.emit('error', toError(err, 'MEDIA_DEVICE'));
+      // Receive-only is still a call: the other side can show and tell. (Not an `error` event:
+      // this happens before `start` or `answer` returns, when nobody can listen yet.)
+      this.localMediaErrorValue = toError(err, 'MEDIA_DEVICE');
     }
   }
 
