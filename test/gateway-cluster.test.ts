@@ -85,6 +85,11 @@ await describeWithService(
 
     it('runs the presence and history scripts the same on Redis as on the in-memory engine', async () => {
       const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      // Entries lapse after `ttl`; the keys themselves after 3 × ttl. Each wait
+      // must land between the two, and a loaded CI box can stretch a timer by
+      // far more than a few hundred ms, so the window is wide (1.3 s .. 3 s).
+      const ttl = 1000;
+      const pastTtl = () => sleep(ttl + 300);
       const scenario = async (engine: Engine) => {
         const out: unknown[] = [];
         const u = userKeys('parity-user');
@@ -92,7 +97,7 @@ await describeWithService(
           const [transition, maxExpiry] = await engine.run(
             userPresenceScript,
             [u.instances, u.online, u.seen],
-            [mode, inst, 300, 60_000],
+            [mode, inst, ttl, 60_000],
           );
           return [transition, maxExpiry > 0];
         };
@@ -103,7 +108,7 @@ await describeWithService(
           await user('down', 'i2'),
         );
         out.push(await user('up', 'i1'));
-        await sleep(500);
+        await pastTtl();
         out.push(await user('expire'), await user('expire'));
         const [online, seen] = await engine.run(userStatusScript, [u.instances, u.seen], []);
         out.push([online, seen > 0]);
@@ -112,14 +117,14 @@ await describeWithService(
           const res = await engine.run(
             occupancyScript,
             [r.occupancy, r.occupancyCounts],
-            [inst, 300, add.length, ...add, ...remove],
+            [inst, ttl, add.length, ...add, ...remove],
           );
           return [Number(res[0]) > 0, ...res.slice(1)];
         };
         out.push(await occ('i1', ['a', 'b'], []), await occ('i2', ['a'], []));
         out.push((await engine.run(occupantsScript, [r.occupancy], [10])).sort());
         out.push(await occ('i1', [], ['a']), await occ('i2', [], ['a']));
-        await sleep(500);
+        await pastTtl();
         out.push(await occ('i3', [], []));
         const h = roomKeys('stream:parity');
         out.push(await engine.run(roomTouchScript, h.historyKeys, [60_000]));
