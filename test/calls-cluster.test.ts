@@ -155,10 +155,11 @@ await describeWithService(
     it('answers CALL_MEDIA_UNAVAILABLE while the owner is gone, then rebuilds the media once its claim lapses', async () => {
       const { streamer, shopper, callId } = await newCall();
       // An instance claimed the call and died: its claim outlives it until the TTL.
-      await one.t.engine.set(`{call:${callId}}:media-owner`, 'instance-that-died', { ttlMs: 2500 });
+      // The TTL leaves a loaded box seconds to connect and ask before the claim lapses.
+      await one.t.engine.set(`{call:${callId}}:media-owner`, 'instance-that-died', { ttlMs: 5000 });
       const caller = await connect(two, shopper.token);
       expect(await wsCodeOf(caller.request('call.join', { callId }))).toBe('CALL_MEDIA_UNAVAILABLE');
-      await until(async () => (await one.t.engine.get(`{call:${callId}}:media-owner`)) === null, 10_000);
+      await until(async () => (await one.t.engine.get(`{call:${callId}}:media-owner`)) === null, 15_000);
       const joined = await caller.request<{ producers: unknown[] }>('call.join', { callId });
       expect(joined.producers).toEqual([]);
       expect(two.t.media!.sfu.callIds()).toEqual([callId]);

@@ -273,7 +273,8 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
   });
 
   it('refuses a payment that arrives after the reservation expired, and refunds it', async () => {
-    const sale = await createSale({ quantity: 5, ttlSeconds: 1 });
+    // Two seconds: enough to reserve and order on a loaded box before the reservation lapses.
+    const sale = await createSale({ quantity: 5, ttlSeconds: 2 });
     const [buyer] = await insertUsers(t.db.db, t.tokens, 1);
     const r = (await (await purchase(sale.id, buyer!.token)).json()) as { reservationId: string };
     const order = await api(
@@ -284,7 +285,7 @@ function flashSaleSuite(makeApp: () => Promise<{ t: TestApp; cleanup: () => Prom
       { 'idempotency-key': randomUUID() },
     );
     const { id } = (await order.json()) as { id: string };
-    await new Promise((res) => setTimeout(res, 1200));
+    await new Promise((res) => setTimeout(res, 2200));
     const pay = await api(
       'POST',
       `/v1/orders/${id}/pay`,

@@ -181,7 +181,8 @@ describe('gateway on the embedded engine', () => {
     });
 
     it('closes with 4003 when a token expires during the session unless it was refreshed', async () => {
-      const shortLived = new TokenService(TEST_JWT_SECRET, 2);
+      // Expiry has one-second resolution: four seconds leave at least three to connect both.
+      const shortLived = new TokenService(TEST_JWT_SECRET, 4);
       const user = { id: 'short-lived', roles: ['viewer'] as const, displayName: 'S' };
       const first = await shortLived.issue({ ...user, roles: [...user.roles] });
       const expiring = track(await WsClient.connect(gw.url, { token: first.token }));
