@@ -113,6 +113,22 @@ describe('server process on embedded defaults', () => {
       ),
     );
   });
+
+  it('exits with one clear line naming PostgreSQL, without its password, when DATABASE_URL is unreachable', async () => {
+    const port = await freePort();
+    const res = await runServerToExit({
+      DATABASE_URL: `postgres://app:pg-secret-1@127.0.0.1:${port}/nowhere`,
+      DATA_DIR: tempDir(),
+    });
+    expect(res.code).toBe(1);
+    const line = res.stderr.trim().split('\n').pop() ?? '';
+    expect(line).toMatch(
+      new RegExp(
+        `^Cannot start: cannot open PostgreSQL at postgres://app:\\*\\*\\*@127\\.0\\.0\\.1:${port}/nowhere: database migrations failed: connect ECONNREFUSED .*Start PostgreSQL or fix DATABASE_URL\\.$`,
+      ),
+    );
+    expect(res.stdout + res.stderr).not.toContain('pg-secret-1');
+  });
 });
 
 await describeWithService('server process on PostgreSQL + Redis', probePostgres, () => {

@@ -216,9 +216,9 @@ async function migrate<DB>(db: Kysely<DB>, migrations: Record<string, Migration>
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
+    // No failed migration means the migrator could not even read its state (e.g. no connection).
     const failed = results?.find((r) => r.status === 'Error');
-    throw new Error(
-      `database migration ${failed?.migrationName ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`,
-    );
+    const what = failed ? `database migration ${failed.migrationName}` : 'database migrations';
+    throw new Error(`${what} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
