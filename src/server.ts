@@ -21,6 +21,7 @@ import { createEngine } from './platform/engine/create-engine.js';
 import type { Engine } from './platform/engine/engine.js';
 import { createLogger, type Logger } from './platform/logger.js';
 import { createObjectStore } from './platform/object-store/create-object-store.js';
+import { LocalObjectStore } from './platform/object-store/local-object-store.js';
 import type { ObjectStore } from './platform/object-store/object-store.js';
 import { createServices, missingWorkerMessage, startServices, stopServices } from './services.js';
 import { VERSION } from './version.js';
@@ -218,6 +219,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const address = app.server.address();
     const boundPort = typeof address === 'object' && address ? address.port : config.PORT;
     const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${boundPort}`;
+    if (objectStore instanceof LocalObjectStore && !config.PUBLIC_BASE_URL && config.PORT === 0)
+      objectStore.usePublicBaseUrl(`${publicBaseUrl(config, boundPort)}/media`);
     logger.info(
       {
         url,

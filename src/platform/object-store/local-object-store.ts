@@ -175,7 +175,7 @@ export class LocalObjectStore implements ObjectStore {
   readonly kind = 'local' as const;
   private readonly root: string;
   private readonly metaRoot: string;
-  private readonly publicBase: string;
+  private publicBase: string;
   private readonly fsync: boolean;
   private readonly defaultCacheControl: (key: string) => string | undefined;
   /** Tail of the queue of renames/deletes per key (see the class comment). */
@@ -532,6 +532,11 @@ export class LocalObjectStore implements ObjectStore {
         yield { key: full, size: st.size, lastModified: st.mtime };
       }
     }
+  }
+
+  /** Changes the base of `publicUrl` (the server learns its port only once listening when PORT=0). */
+  usePublicBaseUrl(url: string): void {
+    this.publicBase = url.replace(/\/+$/, '');
   }
 
   publicUrl(key: string): string {
