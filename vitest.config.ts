@@ -17,5 +17,7 @@ export default defineConfig({
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     reporters: ['default', './test/support/totals-reporter.ts'],
+    // The browser tests load dist/web; it is built once here, not by each of them at once.
+    globalSetup: ['./test/support/build-web-apps.ts'],
   },
 });

@@ -18,7 +18,6 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { buildWebApps } from '../scripts/build-web.js';
 import { createTestApp } from './support/app.js';
 import { CALLS_ENV, type CallInstance, listenCalls, probeMediasoupWorker } from './support/calls.js';
 import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, watchForProblems } from './support/live-stack.js';
@@ -83,7 +82,6 @@ await describeWithService(
     let browser: Browser;
 
     beforeAll(async () => {
-      await buildWebApps();
       const db = await createTestDatabase();
       drop = db.drop;
       const shared = { databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisKeyPrefix: prefix };

@@ -94,9 +94,12 @@ describe('README five-minute tour', () => {
       expect(out).toContain('active\n');
       expect(out).toContain('hangup\n');
 
-      // The page itself is web-apps.test.ts's subject; here, that the link names the stream just run.
+      // The page's behaviour is web-apps.test.ts's subject; here, that the link is served and names the stream run.
       const streamId = out.match(new RegExp(`open http://localhost:${port}/watch/([\\w-]+)`))?.[1];
       expect(streamId, context).toBeDefined();
+      const watch = await fetch(`${server.url}/watch/${streamId}`);
+      expect(watch.status).toBe(200);
+      expect(watch.headers.get('content-type')).toContain('text/html');
       const page = await fetch(`${server.url}/v1/streams/${streamId}`);
       expect(page.status).toBe(200);
       expect(await page.json()).toMatchObject({ stream: { id: streamId }, status: 'ended' });

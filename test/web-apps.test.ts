@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { buildWebApps } from '../scripts/build-web.js';
 import {
   ARTIFACTS,
   type LiveStack,
@@ -40,7 +39,6 @@ await describeWithService('web apps (Chromium, client SDK)', probeLiveStack, () 
   let stack: LiveStack;
 
   beforeAll(async () => {
-    await buildWebApps();
     stack = await startLiveStack();
   });
   afterAll(async () => {

@@ -10,7 +10,6 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { LiveCommerce, type WebSocketLike } from '../client-sdk/src/index.js';
-import { buildWebApps } from '../scripts/build-web.js';
 import { ARTIFACTS, type LiveStack, probeLiveStack, startLiveStack } from './support/live-stack.js';
 import { describeWithService, TEST_REDIS_URL } from './support/real-services.js';
 import { deleteByPrefix, probeRedis } from './support/redis.js';
@@ -35,7 +34,6 @@ await describeWithService(
     let prefix: string;
 
     beforeAll(async () => {
-      await buildWebApps();
       prefix = `test:${randomUUID()}:`;
       stack = await startLiveStack({
         // Same ports after the restart: the page and the encoder reconnect to the same address.
