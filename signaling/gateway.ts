@@ -32,6 +32,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import type { Config } from '../config/schema.js';
 import type { AuthUser } from '../src/auth/permissions.js';
 import { AppError, isAppError } from '../src/platform/errors.js';
+import { findNulCharacter } from '../src/platform/http/validation.js';
 import { Connection, type ConnectionInfo } from './connection.js';
 import { roomKeys } from './gateway-scripts.js';
 import { Presence, type PresenceChange, type UserPresence } from './presence.js';
@@ -668,6 +669,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     if (!handler.validate(frame)) {
       const { message, details } = describeValidationError(handler.validate.errors);
       conn.sendText(errorFrame(id, errorBody('VALIDATION_FAILED', message, details)));
+      return;
+    }
+    const nulAt = findNulCharacter(frame);
+    if (nulAt !== null) {
+      conn.sendText(
+        errorFrame(
+          id,
+          errorBody('VALIDATION_FAILED', `${nulAt} must not contain U+0000`, { path: nulAt, keyword: 'nul' }),
+        ),
+      );
       return;
     }
     if (conn.queue.length >= this.limits.rateBurst) {

@@ -29,7 +29,7 @@ import { registerMediaRoutes } from './platform/http/media-routes.js';
 import { counter, registerMetrics } from './platform/http/metrics.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { engineRateLimitStore } from './platform/http/rate-limit-store.js';
-import { buildValidator } from './platform/http/validation.js';
+import { buildValidator, registerNulGuard } from './platform/http/validation.js';
 import { registerWebApps } from './platform/http/web-apps.js';
 import { LazyChildLogger, loggerOptions } from './platform/logger.js';
 import type { Services } from './services.js';
@@ -92,6 +92,7 @@ export async function buildApp(services: Services, options: BuildAppOptions = {}
   });
 
   registerErrorHandling(app);
+  registerNulGuard(app);
   await registerOpenApi(app, VERSION);
   if (config.CORS_ORIGINS) {
     const origins = config.CORS_ORIGINS.split(',').map((o) => o.trim());

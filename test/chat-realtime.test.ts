@@ -167,6 +167,10 @@ function chatRealtimeSuite(
       'VALIDATION_FAILED',
     );
     expect(await wsCodeOf(a.request('chat.read', { conversationId, seq: -1 }))).toBe('VALIDATION_FAILED');
+    // PostgreSQL text cannot hold U+0000: refused as input, not a database failure
+    expect(await wsCodeOf(a.request('chat.send', { conversationId, type: 'text', body: 'a\u0000b' }))).toBe(
+      'VALIDATION_FAILED',
+    );
     // the connection survived all of it
     expect(await a.request('ping')).toMatchObject({ ts: expect.any(Number) });
     const stored = await one.t.db.db

@@ -743,6 +743,9 @@ describe('gateway on the embedded engine', () => {
       const signed = track(await WsClient.connect(own.url, { token: user.token }));
       expect(await signed.request('echo', { text: 'hi' })).toEqual({ text: 'hi', user: user.id });
       await expectError(signed.request('echo', { text: 'far too long text' }), 'VALIDATION_FAILED');
+      // U+0000 never reaches a handler (PostgreSQL text cannot hold it)
+      const nul = await expectError(signed.request('echo', { text: 'a\u0000b' }), 'VALIDATION_FAILED');
+      expect(nul.details).toEqual({ path: '/d/text', keyword: 'nul' });
       await expectError(signed.request('echo', { text: 'boom' }), 'CONFLICT');
       await expectError(signed.request('echo', { text: 'crash' }), 'INTERNAL');
       await expectError(anon.request('whoami'), 'UNAUTHENTICATED');

@@ -176,6 +176,36 @@ describe('bad input gets a clear 4xx', () => {
     expect(res.json().details).toMatchObject({ location: 'params', field: 'id' });
   });
 
+  it('U+0000 in a body string, a key, a path parameter or a query → 400 VALIDATION_FAILED, not a database error', async () => {
+    const { token } = await t.login(['admin']);
+    const nulDisplayName = await register(
+      JSON.stringify({ email: 'nul@example.com', password: 'password-1', displayName: 'A\u0000B' }),
+    );
+    expect(nulDisplayName.statusCode).toBe(400);
+    expect(nulDisplayName.json()).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      details: { location: 'body', field: 'displayName', rule: 'nul' },
+    });
+    const nulKey = await register('{"a\\u0000":1}');
+    expect(nulKey.json()).toMatchObject({ code: 'VALIDATION_FAILED', details: { rule: 'nul' } });
+    const nulParam = await t.app.inject({
+      url: '/v1/analytics/streams/a%00b/commerce',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(nulParam.json()).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      details: { location: 'params', field: 'streamId', rule: 'nul' },
+    });
+    const nulQuery = await t.app.inject({ url: '/v1/products?q=a%00' });
+    expect(nulQuery.statusCode).toBe(400);
+    expect(nulQuery.json().details).toMatchObject({ location: 'querystring', rule: 'nul' });
+    // Text that only spells the escape is ordinary text.
+    const spelled = await register(
+      JSON.stringify({ email: 'spelled@example.com', password: 'password-1', displayName: 'A\\u0000B' }),
+    );
+    expect(spelled.statusCode).toBe(201);
+  });
+
   it('garbage in headers and URLs never produces a 500', async () => {
     const attempts = [
       t.app.inject({ url: '/v1/auth/me', headers: { authorization: 'Bearer' } }),

@@ -209,8 +209,9 @@ function charLength(value: string): number {
 }
 
 /**
- * A text field: a string, without NUL (PostgreSQL text cannot hold it), at
- * most `max` characters, and (when required) not empty or only whitespace.
+ * A text field: a string of at most `max` characters, and (when required) not
+ * empty or only whitespace. (U+0000 is refused before any handler runs: see
+ * findNulCharacter.)
  */
 function checkText(value: unknown, field: string, max: number, required: boolean): string {
   if (value === undefined || value === null) {
@@ -218,7 +219,6 @@ function checkText(value: unknown, field: string, max: number, required: boolean
     return '';
   }
   if (typeof value !== 'string') throw invalid(field, 'must be a string', 'type');
-  if (value.includes('\u0000')) throw invalid(field, 'must not contain NUL characters', 'pattern');
   if (charLength(value) > max) throw invalid(field, `must be at most ${max} characters`, 'maxLength');
   if (required && value.trim() === '') throw invalid(field, 'must not be empty', 'minLength');
   return value;

@@ -11,7 +11,8 @@
  */
 import { Ajv, type Options } from 'ajv';
 import ajvFormats from 'ajv-formats';
-import type { FastifySchemaCompiler, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifySchemaCompiler, FastifyServerOptions } from 'fastify';
+import { AppError } from '../errors.js';
 
 // ajv-formats is CommonJS; under NodeNext its plugin function is the `default` property.
 const addFormats = (ajvFormats as unknown as { default: (ajv: Ajv) => Ajv }).default;
@@ -50,3 +51,52 @@ function buildCompiler(externalSchemas: Record<string, unknown> = {}): FastifySc
 
 // fastify's factory type is declared in terms of @fastify/ajv-compiler's pool types; ours has the same call shape.
 export const buildValidator = buildCompiler as unknown as ValidatorFactory;
+
+/**
+ * The path (`/a/0/b`) of the first string or key in `value` that holds U+0000, or null.
+ * Schemas let any character through, but PostgreSQL text cannot store U+0000: such input is
+ * refused as invalid up front instead of failing in the database as a 500. Iterative, so a
+ * deeply nested body cannot overflow the stack.
+ */
+export function findNulCharacter(value: unknown): string | null {
+  const stack: Array<[unknown, string]> = [[value, '']];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const [current, path] = item;
+    if (typeof current === 'string') {
+      if (current.includes('\0')) return path || '/';
+    } else if (Array.isArray(current)) {
+      for (let i = current.length - 1; i >= 0; i--) stack.push([current[i], `${path}/${i}`]);
+    } else if (current !== null && typeof current === 'object' && !Buffer.isBuffer(current)) {
+      for (const [key, child] of Object.entries(current)) {
+        if (key.includes('\0')) return `${path}/${key.replaceAll('\0', '\\u0000')}`;
+        stack.push([child, `${path}/${key}`]);
+      }
+    }
+  }
+  return null;
+}
+
+/** Refuses U+0000 in any route's params, query string or JSON body (see findNulCharacter). */
+export function registerNulGuard(app: FastifyInstance): void {
+  app.addHook('preValidation', async (request) => {
+    const parts = [
+      ['params', request.params],
+      ['querystring', request.query],
+      ['body', request.body],
+    ] as const;
+    for (const [location, value] of parts) {
+      const path = findNulCharacter(value);
+      if (path === null) continue;
+      const field = path.replace(/^\//, '').replaceAll('/', '.') || null;
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `${location}${field ? `.${field}` : ''} must not contain U+0000`,
+        {
+          location,
+          field,
+          rule: 'nul',
+        },
+      );
+    }
+  });
+}
