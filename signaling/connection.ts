@@ -159,6 +159,11 @@ export class Connection implements ConnectionInfo {
     return false;
   }
 
+  /** Milliseconds until the bucket holds a token again (after `takeToken` refused). */
+  msUntilToken(): number {
+    return Math.ceil(((1 - this.tokens) / this.limits.ratePerSecond) * 1000);
+  }
+
   get open(): boolean {
     return !this.closing && this.ws.readyState === WebSocket.OPEN;
   }

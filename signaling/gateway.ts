@@ -235,6 +235,26 @@ function tokenExpiry(token: string): number | undefined {
   }
 }
 
+const INVALID_JSON = Symbol('invalid JSON');
+
+function parseJson(data: Buffer): unknown {
+  try {
+    return JSON.parse(data.toString('utf8'));
+  } catch {
+    return INVALID_JSON;
+  }
+}
+
+/** A frame's request id when it is a usable one (1-64 characters, or a safe non-negative integer). */
+function requestIdOf(frame: unknown): RequestId | undefined {
+  if (typeof frame !== 'object' || frame === null) return undefined;
+  const { id } = frame as { id?: unknown };
+  return (typeof id === 'string' && id.length > 0 && id.length <= 64) ||
+    (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0)
+    ? (id as RequestId)
+    : undefined;
+}
+
 function toAppError(err: unknown): AppError {
   return isAppError(err) ? err : new AppError('INTERNAL');
 }
@@ -362,6 +382,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       run: handler as Handler['run'],
       auth: options.auth ?? false,
     });
+  }
+
+  /** The inbound message types this gateway answers, built in and added with `handle` (sorted). */
+  messageTypes(): string[] {
+    return [...this.handlers.keys()].sort();
   }
 
   /**
@@ -615,7 +640,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         this.evict(conn, 'flood', CloseCode.FLOOD, 'too many messages');
         return;
       }
-      conn.sendText(errorFrame(undefined, errorBody('RATE_LIMITED', 'Too many messages; slow down')));
+      // With the request's id, so that a client can fail that request at once and retry it.
+      const id = isBinary || data.length > this.maxMessageBytes ? undefined : requestIdOf(parseJson(data));
+      conn.sendText(
+        errorFrame(
+          id,
+          errorBody('RATE_LIMITED', 'Too many messages; slow down', { retryAfterMs: conn.msUntilToken() }),
+        ),
+      );
       return;
     }
     if (isBinary) {
@@ -633,10 +665,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       );
       return;
     }
-    let frame: unknown;
-    try {
-      frame = JSON.parse(data.toString('utf8'));
-    } catch {
+    const frame = parseJson(data);
+    if (frame === INVALID_JSON) {
       conn.sendText(
         errorFrame(undefined, errorBody('PROTOCOL_INVALID_FRAME', 'The frame is not valid JSON')),
       );
@@ -646,12 +676,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       conn.sendText(errorFrame(undefined, errorBody('PROTOCOL_INVALID_FRAME')));
       return;
     }
-    const { t, id: rawId } = frame as { t?: unknown; id?: unknown };
-    const id =
-      (typeof rawId === 'string' && rawId.length > 0 && rawId.length <= 64) ||
-      (typeof rawId === 'number' && Number.isSafeInteger(rawId) && rawId >= 0)
-        ? (rawId as RequestId)
-        : undefined;
+    const { t } = frame as { t?: unknown };
+    const id = requestIdOf(frame);
     if (typeof t !== 'string') {
       conn.sendText(errorFrame(id, errorBody('PROTOCOL_INVALID_FRAME', 'The frame has no string type `t`')));
       return;

@@ -1,13 +1,15 @@
 /**
  * Every route of the OpenAPI document, fed garbage (bodies of the wrong shape, broken JSON,
  * odd path parameters and query strings), answers a 4xx with a catalogued code: never a 500.
- * Calls are on so that their routes are swept too; that needs the mediasoup worker.
+ * Every WebSocket message type likewise answers garbage with a catalogued error, never INTERNAL,
+ * and the connection survives. Calls are on so that theirs are swept too (mediasoup worker).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ERROR_CODES } from '../src/platform/errors.js';
 import { createTestApp, type TestApp } from './support/app.js';
-import { CALLS_ENV, probeMediasoupWorker } from './support/calls.js';
+import { CALLS_ENV, listenCalls, probeMediasoupWorker } from './support/calls.js';
 import { describeWithService } from './support/real-services.js';
+import { WsClient, WsRequestError } from './support/ws-client.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -48,7 +50,8 @@ await describeWithService(
     let t: TestApp;
     let token: string;
     beforeAll(async () => {
-      t = await createTestApp(CALLS_ENV);
+      // The sweep is a burst far above a client's frame rate; the rate limit has its own tests.
+      t = await createTestApp({ ...CALLS_ENV, WS_RATE_PER_SECOND: '100000', WS_RATE_BURST: '100000' });
       token = (await t.login(['admin'])).token;
     });
     afterAll(async () => t?.close());
@@ -97,6 +100,51 @@ await describeWithService(
       }
       expect(requests).toBeGreaterThan(1000);
       expect(failures).toEqual([]);
+    });
+
+    it('answers every WebSocket message type with a catalogued error, never INTERNAL, and keeps the connection', async () => {
+      const { base } = await listenCalls(t);
+      const client = await WsClient.connect(base, { token });
+      const types = t.gateway.messageTypes();
+      expect(types).toContain('chat.send');
+      expect(types).toContain('call.join');
+      const payloads: unknown[] = [
+        undefined,
+        null,
+        [],
+        'text',
+        {},
+        { unknown: 1 },
+        { room: 'x', conversationId: 'x', streamId: '%00', callId: 'x', seq: -1, text: 'a\u0000' },
+        {
+          conversationId: '00000000-0000-4000-8000-000000000000',
+          callId: 'AAAAAAAAAA',
+          streamId: 'AAAAAAAAAA',
+        },
+      ];
+      const failures: string[] = [];
+      const codes = new Set<string>();
+      try {
+        for (const type of types.filter((ty) => ty !== 'auth')) {
+          for (const payload of payloads) {
+            const answer = await client.request(type, payload).then(
+              () => null,
+              (err: unknown) => err,
+            );
+            if (answer === null) continue;
+            const code = answer instanceof WsRequestError ? answer.code : String(answer);
+            codes.add(code);
+            if (code === 'INTERNAL' || !(ERROR_CODES as readonly string[]).includes(code))
+              failures.push(`${type} ${JSON.stringify(payload)} → ${code}`);
+          }
+        }
+        expect(failures).toEqual([]);
+        expect(codes).toContain('VALIDATION_FAILED');
+        expect(codes).not.toContain('RATE_LIMITED');
+        expect(await client.request('ping')).toMatchObject({ ts: expect.any(Number) });
+      } finally {
+        await client.close();
+      }
     });
   },
 );

@@ -689,6 +689,31 @@ describe('gateway on the embedded engine', () => {
       expect(await polite.request('ping')).toBeTruthy();
     });
 
+    it('a rate-limited request fails at once with its own id and how long to wait', async () => {
+      const own = track(
+        await startTestGateway(engine, users.tokens, { rateBurst: 3, ratePerSecond: 2, floodCloseAfter: 50 }),
+      );
+      const c = track(await WsClient.connect(own.url));
+      const answers = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          c.request('ping', undefined, 5000).then(
+            () => 'ok',
+            (err: unknown) => err,
+          ),
+        ),
+      );
+      expect(answers.slice(0, 3)).toEqual(['ok', 'ok', 'ok']);
+      for (const answer of answers.slice(3)) {
+        expect(answer).toBeInstanceOf(WsRequestError);
+        expect((answer as WsRequestError).code).toBe('RATE_LIMITED');
+        const { retryAfterMs } = (answer as WsRequestError).details as { retryAfterMs: number };
+        expect(retryAfterMs).toBeGreaterThan(0);
+        expect(retryAfterMs).toBeLessThanOrEqual(500);
+      }
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await c.request('ping')).toBeTruthy();
+    });
+
     it('closes a client that stops reading with 4009 instead of buffering without bound', async () => {
       const own = track(
         await startTestGateway(engine, users.tokens, {
