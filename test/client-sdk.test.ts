@@ -173,6 +173,21 @@ describe('client SDK against a running server', () => {
     );
   });
 
+  it('a request refused by the connection rate limit is sent again after retryAfterMs, so none fails', async () => {
+    const { sdk, sockets } = await signedIn('burst');
+    await sdk.realtime.connect();
+    let refused = 0;
+    sockets.at(-1)?.on('message', (data) => {
+      const frame = JSON.parse(String(data)) as { t: string; code?: string };
+      if (frame.t === 'error' && frame.code === 'RATE_LIMITED') refused++;
+    });
+    // The server's burst is WS_RATE_BURST (40) frames; 50 at once overflow it.
+    const replies = await Promise.all(Array.from({ length: 50 }, () => sdk.realtime.request('ping')));
+    expect(replies).toHaveLength(50);
+    expect(refused).toBeGreaterThanOrEqual(10);
+    sdk.realtime.close();
+  });
+
   it('loses no live chat message across a dropped connection, and never delivers one twice', async () => {
     const streamId = 'sdkRoom001';
     const viewer = await signedIn('viewer');

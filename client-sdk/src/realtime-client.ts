@@ -8,7 +8,7 @@
  * server replays what was missed, or sends `reset` when the gap is too old
  * (then reload history: the `reset` handler says so).
  */
-import { LiveCommerceError } from './errors.js';
+import { isErrorCode, LiveCommerceError } from './errors.js';
 import type { TokenSource } from './http.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -111,12 +111,29 @@ export class RealtimeClient {
     return this.opened;
   }
 
-  /** Sends a request; resolves with the reply's data or rejects with the server's code. */
-  request<T = unknown>(
+  /**
+   * Sends a request; resolves with the reply's data or rejects with the server's code. A request
+   * refused with `RATE_LIMITED` was not carried out, so it is sent again after the server's
+   * `retryAfterMs` while that still fits in `timeoutMs`.
+   */
+  async request<T = unknown>(
     type: string,
     data?: unknown,
     timeoutMs = this.options.requestTimeoutMs ?? 10_000,
   ): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.send<T>(type, data, Math.max(1, deadline - Date.now()));
+      } catch (err) {
+        const wait = isErrorCode(err, 'RATE_LIMITED') ? err.details?.retryAfterMs : undefined;
+        if (typeof wait !== 'number' || Date.now() + wait >= deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+
+  private send<T>(type: string, data: unknown, timeoutMs: number): Promise<T> {
     const socket = this.socket;
     if (!socket || this.stateValue !== 'open')
       return Promise.reject(new LiveCommerceError('DISCONNECTED', 'Not connected'));
