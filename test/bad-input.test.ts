@@ -102,6 +102,31 @@ await describeWithService(
       expect(failures).toEqual([]);
     });
 
+    it('refuses an anonymous caller on every guarded route with 401 before reading the body', async () => {
+      const doc = (await t.app.inject('/docs/json')).json() as {
+        paths: Record<string, Record<string, { security?: Array<Record<string, unknown>> }>>;
+      };
+      const wrong: string[] = [];
+      let guarded = 0;
+      for (const [path, operations] of Object.entries(doc.paths)) {
+        for (const [method, operation] of Object.entries(operations)) {
+          // Routes whose security lists `{}` also serve anonymous callers.
+          const security = operation.security ?? [];
+          if (security.length === 0 || security.some((s) => Object.keys(s).length === 0)) continue;
+          guarded++;
+          const res = await t.app.inject({
+            method: method.toUpperCase() as Method,
+            url: path.replace(/\{[A-Za-z]+\}/g, 'x'),
+            ...(method === 'get' || method === 'delete' ? {} : { payload: { unknown: 1 } }),
+          });
+          if (res.statusCode !== 401)
+            wrong.push(`${method.toUpperCase()} ${path} → ${res.statusCode} ${res.body}`);
+        }
+      }
+      expect(guarded).toBeGreaterThan(50);
+      expect(wrong).toEqual([]);
+    });
+
     it('answers every WebSocket message type with a catalogued error, never INTERNAL, and keeps the connection', async () => {
       const { base } = await listenCalls(t);
       const client = await WsClient.connect(base, { token });

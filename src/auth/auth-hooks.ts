@@ -3,7 +3,7 @@
  * gives routes one-line guards. A request with a bad token is refused even on
  * public routes: a client that sends a credential wants to know it is broken.
  */
-import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyRequest, preValidationAsyncHookHandler } from 'fastify';
 import { AppError } from '../platform/errors.js';
 import { type AuthUser, assertCan, type Permission } from './permissions.js';
 import type { TokenService } from './tokens.js';
@@ -26,13 +26,18 @@ export function registerAuthHooks(app: FastifyInstance, tokens: TokenService): v
   });
 }
 
-/** preHandler: any signed-in user. */
-export const requireUser: preHandlerAsyncHookHandler = async (request: FastifyRequest) => {
+/*
+ * The guards run as preValidation hooks: a caller without the right to a route learns that
+ * (401/403) before anything about the body it sent, and the route's schema stays private.
+ */
+
+/** Route guard: any signed-in user. */
+export const requireUser: preValidationAsyncHookHandler = async (request: FastifyRequest) => {
   if (!request.user) throw new AppError('UNAUTHENTICATED');
 };
 
-/** preHandler: a signed-in user holding `permission`. */
-export function requirePermission(permission: Permission): preHandlerAsyncHookHandler {
+/** Route guard: a signed-in user holding `permission`. */
+export function requirePermission(permission: Permission): preValidationAsyncHookHandler {
   return async (request: FastifyRequest) => {
     assertCan(request.user, permission);
   };

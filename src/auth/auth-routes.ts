@@ -66,7 +66,7 @@ export async function authRoutes(fastify: FastifyInstance, opts: AuthRoutesOptio
   app.get(
     '/v1/auth/me',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['auth'],
         summary: 'The signed-in user',
@@ -80,7 +80,7 @@ export async function authRoutes(fastify: FastifyInstance, opts: AuthRoutesOptio
   app.get(
     '/v1/users/:id',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['auth'],
         summary: 'A user (yourself, or anyone for admins)',
@@ -98,7 +98,7 @@ export async function authRoutes(fastify: FastifyInstance, opts: AuthRoutesOptio
   app.put(
     '/v1/users/:id/roles',
     {
-      preHandler: requirePermission('users:manage'),
+      preValidation: requirePermission('users:manage'),
       schema: {
         tags: ['auth'],
         summary: "Replace a user's roles (admin)",
@@ -120,7 +120,7 @@ export async function authRoutes(fastify: FastifyInstance, opts: AuthRoutesOptio
   app.post(
     '/v1/users/:id/tokens',
     {
-      preHandler: requirePermission('users:manage'),
+      preValidation: requirePermission('users:manage'),
       schema: {
         tags: ['auth'],
         summary: 'Issue an access token for a user (admin)',

@@ -51,7 +51,7 @@ export async function callRoutes(
   app.post(
     '/v1/calls',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Start a call',
@@ -72,7 +72,7 @@ export async function callRoutes(
   app.get(
     '/v1/calls',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'My calls, newest first',
@@ -88,7 +88,7 @@ export async function callRoutes(
   app.get(
     '/v1/calls/availability',
     {
-      preHandler: requirePermission('calls:answer'),
+      preValidation: requirePermission('calls:answer'),
       schema: {
         tags,
         summary: 'My availability as an agent',
@@ -102,7 +102,7 @@ export async function callRoutes(
   app.put(
     '/v1/calls/availability',
     {
-      preHandler: requirePermission('calls:answer'),
+      preValidation: requirePermission('calls:answer'),
       schema: {
         tags,
         summary: 'Set my availability as an agent',
@@ -119,7 +119,7 @@ export async function callRoutes(
   app.get(
     '/v1/calls/queue',
     {
-      preHandler: requirePermission('calls:answer'),
+      preValidation: requirePermission('calls:answer'),
       schema: {
         tags,
         summary: 'Support calls waiting for an agent',
@@ -140,7 +140,7 @@ export async function callRoutes(
   app.get(
     '/v1/calls/analytics',
     {
-      preHandler: requirePermission('calls:answer'),
+      preValidation: requirePermission('calls:answer'),
       schema: {
         tags,
         summary: 'Call analytics per agent and per type',
@@ -157,7 +157,7 @@ export async function callRoutes(
   app.get(
     '/v1/calls/:id',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'A call',
@@ -172,7 +172,7 @@ export async function callRoutes(
   app.post(
     '/v1/calls/:id/answer',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Answer a call ringing for me',
@@ -190,7 +190,7 @@ export async function callRoutes(
   app.post(
     '/v1/calls/:id/reject',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Reject a call ringing for me',
@@ -205,7 +205,7 @@ export async function callRoutes(
   app.post(
     '/v1/calls/:id/hangup',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Hang up (or, before an answer, cancel) a call',

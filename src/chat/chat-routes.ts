@@ -50,7 +50,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.post(
     '/v1/conversations',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Start a direct conversation or create a group',
@@ -108,7 +108,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.get(
     '/v1/conversations',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'My conversations, latest activity first, with unread counts and last messages',
@@ -123,7 +123,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.get(
     '/v1/conversations/:id',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'One of my conversations',
@@ -138,7 +138,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.post(
     '/v1/conversations/:id/members',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Add members to a group (its owner)',
@@ -163,7 +163,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.delete(
     '/v1/conversations/:id/members/:userId',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Remove a member from a group (its owner), or leave it (your own user id)',
@@ -190,7 +190,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.post(
     '/v1/conversations/:id/messages',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Send a message',
@@ -222,7 +222,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.get(
     '/v1/conversations/:id/messages',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Message history, newest first',
@@ -240,7 +240,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.patch(
     '/v1/conversations/:id/messages/:messageId',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Edit one of your text messages',
@@ -265,7 +265,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.delete(
     '/v1/conversations/:id/messages/:messageId',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Delete a message (its sender, or a member with chat:moderate)',
@@ -282,7 +282,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.post(
     '/v1/conversations/:id/read',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Mark messages up to `seq` as read (also delivered)',
@@ -300,7 +300,7 @@ export async function chatRoutes(fastify: FastifyInstance, opts: ChatRoutesOptio
   app.post(
     '/v1/conversations/:id/delivered',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Mark messages up to `seq` as delivered',

@@ -51,7 +51,7 @@ export async function liveRoutes(
   app.post(
     '/v1/streams',
     {
-      preHandler: requirePermission('streams:manage'),
+      preValidation: requirePermission('streams:manage'),
       schema: {
         tags,
         summary: 'Create a live stream',
@@ -99,7 +99,7 @@ export async function liveRoutes(
   app.patch(
     '/v1/streams/:publicId',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Edit a stream (its owner or an admin)',
@@ -124,7 +124,7 @@ export async function liveRoutes(
   app.post(
     '/v1/streams/:publicId/key/rotate',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Issue a new stream key (the old one stops working)',
@@ -148,7 +148,7 @@ export async function liveRoutes(
   app.post(
     '/v1/streams/:publicId/key/revoke',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Disable the stream key',
@@ -165,7 +165,7 @@ export async function liveRoutes(
   app.get(
     '/v1/streams/:publicId/analytics',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Stream analytics',
@@ -188,7 +188,7 @@ export async function liveRoutes(
   app.post(
     '/v1/streams/:publicId/end',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'End the stream',
@@ -212,7 +212,7 @@ export async function liveRoutes(
   app.post(
     '/v1/streams/:publicId/pins',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Pin a product or a coupon over the player',
@@ -241,7 +241,7 @@ export async function liveRoutes(
   app.delete(
     '/v1/streams/:publicId/pins/current',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags,
         summary: 'Take the current pin down',

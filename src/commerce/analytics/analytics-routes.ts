@@ -59,7 +59,7 @@ export async function analyticsRoutes(
   app.get(
     '/v1/analytics/flash-sales/:id',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['analytics'],
         summary: 'Reservations, units, revenue and conversion of a flash sale',
@@ -74,7 +74,7 @@ export async function analyticsRoutes(
   app.get(
     '/v1/analytics/streams/:streamId/commerce',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['analytics'],
         summary:

@@ -38,7 +38,7 @@ export async function catalogRoutes(fastify: FastifyInstance, opts: CatalogRoute
   app.post(
     '/v1/products',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['catalog'],
         summary: 'Create a product with its SKUs (streamer/admin; you become the seller)',
@@ -88,7 +88,7 @@ export async function catalogRoutes(fastify: FastifyInstance, opts: CatalogRoute
   app.patch(
     '/v1/products/:id',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['catalog'],
         summary: 'Edit or (de)activate a product (its seller or an admin)',
@@ -110,7 +110,7 @@ export async function catalogRoutes(fastify: FastifyInstance, opts: CatalogRoute
   app.post(
     '/v1/products/:id/skus',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['catalog'],
         summary: 'Add a SKU to a product (its seller or an admin)',
@@ -134,7 +134,7 @@ export async function catalogRoutes(fastify: FastifyInstance, opts: CatalogRoute
   app.patch(
     '/v1/skus/:id',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['catalog'],
         summary: "Change a SKU's name, price, stock or active flag (its seller or an admin)",

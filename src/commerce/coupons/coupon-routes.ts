@@ -42,7 +42,7 @@ export async function couponRoutes(fastify: FastifyInstance, opts: CouponRoutesO
   app.post(
     '/v1/coupons',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['coupons'],
         summary: 'Create a coupon (streamers for their own products; admins for anything)',
@@ -65,7 +65,7 @@ export async function couponRoutes(fastify: FastifyInstance, opts: CouponRoutesO
   app.get(
     '/v1/coupons',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['coupons'],
         summary: 'List coupons, newest first (admins: all; streamers: their own)',
@@ -80,7 +80,7 @@ export async function couponRoutes(fastify: FastifyInstance, opts: CouponRoutesO
   app.post(
     '/v1/coupons/validate',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['coupons'],
         summary: 'Quote a coupon for a cart, or explain why it does not apply',
@@ -125,7 +125,7 @@ export async function couponRoutes(fastify: FastifyInstance, opts: CouponRoutesO
   app.get(
     '/v1/coupons/:id',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['coupons'],
         summary: 'A coupon (its creator or an admin)',
@@ -140,7 +140,7 @@ export async function couponRoutes(fastify: FastifyInstance, opts: CouponRoutesO
   app.patch(
     '/v1/coupons/:id',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['coupons'],
         summary: "Change a coupon's active flag, window or limits (its creator or an admin)",
@@ -156,7 +156,7 @@ export async function couponRoutes(fastify: FastifyInstance, opts: CouponRoutesO
   app.get(
     '/v1/coupons/:id/usage',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['coupons'],
         summary: 'Redemptions, discount given and revenue of a coupon (its creator or an admin)',

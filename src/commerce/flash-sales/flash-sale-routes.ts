@@ -76,7 +76,7 @@ export async function flashSaleRoutes(
   app.post(
     '/v1/flash-sales',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['flash-sales'],
         summary: 'Start or schedule a flash sale of one SKU',
@@ -105,7 +105,7 @@ export async function flashSaleRoutes(
   app.post(
     '/v1/flash-sales/:id/stop',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['flash-sales'],
         summary: 'End a flash sale now',
@@ -130,7 +130,7 @@ export async function flashSaleRoutes(
             .type('application/json; charset=utf-8')
             .send(SOLD_OUT_BODY);
       },
-      preHandler: requirePermission('shop:buy'),
+      preValidation: requirePermission('shop:buy'),
       schema: {
         tags: ['flash-sales'],
         summary: 'Reserve units of a flash sale',
@@ -167,7 +167,7 @@ export async function flashSaleRoutes(
   app.delete(
     '/v1/flash-sales/:id/reservations/:reservationId',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['flash-sales'],
         summary: 'Give back a reservation that is not in an order',

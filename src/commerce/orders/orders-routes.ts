@@ -29,7 +29,7 @@ export async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orde
   app.post(
     '/v1/orders',
     {
-      preHandler: requirePermission('shop:buy'),
+      preValidation: requirePermission('shop:buy'),
       schema: {
         tags: ['orders'],
         summary: 'Check out a cart (regular items and/or flash-sale reservations, optional coupon)',
@@ -59,7 +59,7 @@ export async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orde
   app.get(
     '/v1/orders',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['orders'],
         summary: 'My orders, newest first',
@@ -74,7 +74,7 @@ export async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orde
   app.get(
     '/v1/orders/:id',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['orders'],
         summary: 'One of my orders (admins: any)',
@@ -89,7 +89,7 @@ export async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orde
   app.post(
     '/v1/orders/:id/pay',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['orders'],
         summary: 'Pay an order',
@@ -119,7 +119,7 @@ export async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orde
   app.post(
     '/v1/orders/:id/cancel',
     {
-      preHandler: requireUser,
+      preValidation: requireUser,
       schema: {
         tags: ['orders'],
         summary: 'Cancel an unpaid order (returns stock, coupon use and reservations)',
@@ -138,7 +138,7 @@ export async function orderRoutes(fastify: FastifyInstance, opts: { orders: Orde
   app.post(
     '/v1/orders/:id/fulfil',
     {
-      preHandler: requirePermission('catalog:write'),
+      preValidation: requirePermission('catalog:write'),
       schema: {
         tags: ['orders'],
         summary: 'Mark a paid order fulfilled (its seller or an admin)',
