@@ -201,6 +201,14 @@ describe('user API', () => {
     });
     expect(forbidden.statusCode).toBe(403);
     expect(forbidden.json().code).toBe('FORBIDDEN');
+    // The guard answers before the body is looked at: a viewer learns nothing of the schema.
+    const forbiddenGarbage = await t.app.inject({
+      method: 'PUT',
+      url: '/v1/users/not-a-uuid/roles',
+      payload: { nonsense: true },
+      headers: { authorization: `Bearer ${viewer.token}` },
+    });
+    expect(forbiddenGarbage.json().code).toBe('FORBIDDEN');
     const ok = await t.app.inject({
       method: 'PUT',
       url: `/v1/users/${viewer.id}/roles`,
